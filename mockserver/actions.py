@@ -1,0 +1,94 @@
+"""The registry of stateful behaviours that a spec operation names in `x-mock.action`.
+
+An action has two steps: `precheck(ctx)` (read-only: does the resource the call needs exist?) and
+`run(ctx)` (mutates the store through `ctx.store` and returns the reply body). Operations without
+an action are served from their examples, so a spec can grow without Python changes.
+"""
+
+from __future__ import annotations
+
+import random
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from .scenarios import Refusal
+
+if TYPE_CHECKING:
+    from .callbacks import Deliveries
+    from .clock import Clock, Scheduler
+    from .config import MockConfig
+    from .request import MockRequest
+    from .spec import Operation
+    from .state import Store
+
+
+@dataclass
+class Context:
+    """Everything an action may read or change while it handles one request."""
+
+    op: Operation
+    req: MockRequest
+    store: Store
+    clock: Clock
+    scheduler: Scheduler
+    deliveries: Deliveries
+    config: MockConfig
+    rng: random.Random
+    base_url: str
+
+    @property
+    def api_key(self) -> str:
+        return self.req.api_key or ""
+
+    @property
+    def provider(self) -> str:
+        return self.op.provider.name
+
+    def uuid(self) -> str:
+        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+
+    def hex_id(self) -> str:
+        return f"{self.rng.getrandbits(128):032x}"
+
+    def owned(self, kind: str, rid: Any) -> dict[str, Any] | None:
+        """The resource `kind/rid` if it exists and belongs to this request's API key."""
+        if not isinstance(rid, str) or not rid:
+            return None
+        record = self.store.get(kind, rid)
+        return record if record is not None and record.get("api_key") == self.api_key else None
+
+
+@dataclass(frozen=True, slots=True)
+class Reply:
+    body: Any
+    status: int = 200
+    headers: dict[str, str] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class Action:
+    run: Callable[[Context], Reply]
+    precheck: Callable[[Context], Refusal | None] = lambda ctx: None
+
+
+ACTIONS: dict[str, Action] = {}
+
+
+def action(name: str, precheck: Callable[[Context], Refusal | None] | None = None) -> Callable[
+        [Callable[[Context], Reply]], Callable[[Context], Reply]]:
+    """Register `run` as the behaviour named `name` (as written in a spec's `x-mock.action`)."""
+
+    def register(run: Callable[[Context], Reply]) -> Callable[[Context], Reply]:
+        ACTIONS[name] = Action(run, precheck) if precheck else Action(run)
+        return run
+
+    return register
+
+
+def load_actions() -> dict[str, Action]:
+    """Import the provider modules so that their actions are registered, and return the registry."""
+    from . import apibox, musicapi  # noqa: F401  (imported for their registrations)
+
+    return ACTIONS

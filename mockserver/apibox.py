@@ -1,0 +1,189 @@
+"""api.box behaviours: music generation (the source of taskId/audioId), vocal separation, polling, credits.
+
+A generation task moves PENDING -> TEXT_SUCCESS -> FIRST_SUCCESS -> SUCCESS at fixed offsets on the
+mock's clock; a separation task moves PENDING -> SUCCESS. Polling derives the stage from the clock, and
+the callbacks are built from the same record by the same functions, so both show the same ids and URLs.
+"""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from . import audio
+from .actions import Context, Reply, action
+from .musicapi import _duration_for
+from .scenarios import Refusal
+
+SUCCESS = {"code": 200, "msg": "success"}
+
+# snake_case callback key, camelCase record-info key, file name suffix
+STEM_KEYS = (
+    ("vocal_url", "vocalUrl", "Vocals"), ("backing_vocals_url", "backingVocalsUrl", "Backing_Vocals"),
+    ("drums_url", "drumsUrl", "Drums"), ("bass_url", "bassUrl", "Bass"), ("guitar_url", "guitarUrl", "Guitar"),
+    ("keyboard_url", "keyboardUrl", "Keyboard"), ("percussion_url", "percussionUrl", "Percussion"),
+    ("strings_url", "stringsUrl", "Strings"), ("synth_url", "synthUrl", "Synth"), ("fx_url", "fxUrl", "FX"),
+    ("brass_url", "brassUrl", "Brass"), ("woodwinds_url", "woodwindsUrl", "Woodwinds"),
+)
+SEPARATE_KEYS = (("instrumental_url", "instrumentalUrl", "Instrumental"), ("vocal_url", "vocalUrl", "Vocals"))
+CAMEL_KEYS = ("originUrl", "instrumentalUrl", *(camel for _s, camel, _n in STEM_KEYS))
+
+
+# -- generation -----------------------------------------------------------------------------------------
+def generation_status(task: dict[str, Any], now: float) -> str:
+    if task.get("callback_exception"):
+        return "CALLBACK_EXCEPTION"
+    stages = task["stages"]
+    if now >= stages["complete"]:
+        return "SUCCESS"
+    if now >= stages["first"]:
+        return "FIRST_SUCCESS"
+    if now >= stages["text"]:
+        return "TEXT_SUCCESS"
+    return "PENDING"
+
+
+def _track_ready(task: dict[str, Any], index: int, now: float) -> bool:
+    return now >= (task["stages"]["first"] if index == 0 else task["stages"]["complete"])
+
+
+def _track_urls(task: dict[str, Any], index: int, now: float) -> dict[str, Any]:
+    track = task["tracks"][index]
+    stream = f"{task['base_url']}{audio.file_path(track['id'], 'stream', track['duration'], int(task['stages']['text'] * 1000))}"
+    if not _track_ready(task, index, now):
+        return {"audio": "", "stream": stream, "duration": None}
+    ready_ms = int((task["stages"]["first"] if index == 0 else task["stages"]["complete"]) * 1000)
+    url = task["base_url"] + audio.file_path(track["id"], track["title"] or "track", track["duration"], ready_ms)
+    return {"audio": url, "stream": stream, "duration": track["duration"]}
+
+
+def generation_tracks(task: dict[str, Any], now: float) -> list[dict[str, Any]]:
+    """The tracks as the generation callback shows them (snake_case)."""
+    if now < task["stages"]["text"]:
+        return []
+    tracks = []
+    for index, track in enumerate(task["tracks"]):
+        urls = _track_urls(task, index, now)
+        tracks.append({"id": track["id"], "audio_url": urls["audio"], "source_audio_url": urls["audio"],
+                       "stream_audio_url": urls["stream"], "source_stream_audio_url": urls["stream"],
+                       "image_url": "", "source_image_url": "", "prompt": track["prompt"],
+                       "model_name": track["model_name"], "title": track["title"], "tags": track["tags"],
+                       "createTime": int(task["created_at"] * 1000), "duration": urls["duration"]})
+    return tracks
+
+
+@action("apibox.generate")
+def generate(ctx: Context) -> Reply:
+    body = ctx.req.json
+    now = ctx.clock.now()
+    d = ctx.config.durations
+    task_id = ctx.hex_id()
+    model = str(body.get("model", "V4_5"))
+    tracks = []
+    for _ in range(2):
+        audio_id = ctx.uuid()
+        tracks.append({"id": audio_id, "duration": _duration_for(audio_id), "title": str(body.get("title") or ""),
+                       "tags": str(body.get("style") or ""), "prompt": str(body.get("prompt") or ""),
+                       "model_name": f"chirp-{model.lower().replace('_', '-')}"})
+    task = {"id": task_id, "api_key": ctx.api_key, "kind": "generate", "created_at": now, "base_url": ctx.base_url,
+            "stages": {"text": now + d.generate_text, "first": now + d.generate_first,
+                       "complete": now + d.generate_complete},
+            "param": json.dumps(body, ensure_ascii=False, separators=(",", ":")), "tracks": tracks,
+            "callback_url": body.get("callBackUrl")}
+    ctx.store.put("apibox_task", task_id, task)
+    ctx.deliveries.schedule_generation(task)
+    return Reply({**SUCCESS, "data": {"taskId": task_id}})
+
+
+@action("apibox.generate_record_info")
+def generate_record_info(ctx: Context) -> Reply:
+    task = ctx.owned("apibox_task", ctx.req.query.get("taskId"))
+    if task is None or task.get("kind") != "generate":
+        return Reply({**SUCCESS, "data": None})
+    now = ctx.clock.now()
+    tracks = []
+    for index, track in enumerate(task["tracks"]):
+        urls = _track_urls(task, index, now)
+        tracks.append({"id": track["id"], "audioUrl": urls["audio"], "streamAudioUrl": urls["stream"], "imageUrl": "",
+                       "prompt": track["prompt"], "modelName": track["model_name"], "title": track["title"],
+                       "tags": track["tags"], "createTime": int(task["created_at"] * 1000),
+                       "duration": urls["duration"]})
+    status = generation_status(task, now)
+    data = {"taskId": task["id"], "parentMusicId": "", "param": task["param"],
+            "response": {"taskId": task["id"], "sunoData": tracks} if now >= task["stages"]["text"] else None,
+            "status": status, "type": "GENERATE", "operationType": "generate",
+            "errorCode": None, "errorMessage": "Callback could not be delivered." if status == "CALLBACK_EXCEPTION"
+            else None}
+    return Reply({**SUCCESS, "data": data})
+
+
+# -- vocal separation -----------------------------------------------------------------------------------
+def _known_pair(ctx: Context) -> Refusal | None:
+    body = ctx.req.json
+    task = ctx.owned("apibox_task", body.get("taskId"))
+    if task is None or task.get("kind") != "generate" or body.get("audioId") not in [t["id"] for t in task["tracks"]]:
+        return Refusal(422, "Record does not exist", "precondition: unknown taskId/audioId pair")
+    return None
+
+
+def separation_files(task: dict[str, Any]) -> dict[str, str]:
+    """snake_case key -> URL of every file the separation produces (fixed at creation, served from completion)."""
+    keys = STEM_KEYS if task["type"] == "split_stem" else SEPARATE_KEYS
+    done_ms = int(task["done_at"] * 1000)
+    return {snake: task["base_url"] + audio.file_path(f"{task['id'][:16]}{i:02d}", f"{task['id'][:8]}_{name}",
+                                                      task["duration"], done_ms)
+            for i, (snake, _camel, name) in enumerate(keys)}
+
+
+def separation_status(task: dict[str, Any], now: float) -> str:
+    if now < task["done_at"]:
+        return "PENDING"
+    if task.get("failed"):
+        return "GENERATE_AUDIO_FAILED"
+    return "CALLBACK_EXCEPTION" if task.get("callback_exception") else "SUCCESS"
+
+
+@action("apibox.vocal_removal", precheck=_known_pair)
+def vocal_removal(ctx: Context) -> Reply:
+    body = ctx.req.json
+    source = ctx.store.get("apibox_task", body["taskId"])
+    assert source is not None
+    index = [t["id"] for t in source["tracks"]].index(body["audioId"])
+    now = ctx.clock.now()
+    task_id = ctx.hex_id()
+    task = {"id": task_id, "api_key": ctx.api_key, "kind": "vocal_removal", "created_at": now,
+            "done_at": now + ctx.config.durations.vocal_removal, "base_url": ctx.base_url,
+            "type": body.get("type", "separate_vocal"), "source_task": source["id"], "music_id": body["audioId"],
+            "music_index": index, "duration": source["tracks"][index]["duration"],
+            "callback_url": body.get("callBackUrl")}
+    ctx.store.put("apibox_task", task_id, task)
+    ctx.deliveries.schedule_separation(task)
+    return Reply({**SUCCESS, "data": {"taskId": task_id}})
+
+
+@action("apibox.vocal_removal_record_info")
+def vocal_removal_record_info(ctx: Context) -> Reply:
+    task = ctx.owned("apibox_task", ctx.req.query.get("taskId"))
+    if task is None or task.get("kind") != "vocal_removal":
+        return Reply({**SUCCESS, "data": None})
+    now = ctx.clock.now()
+    flag = separation_status(task, now)
+    response = None
+    if flag in ("SUCCESS", "CALLBACK_EXCEPTION"):
+        files = separation_files(task)
+        camel = {c: files.get(s) for s, c, _n in (*SEPARATE_KEYS, *STEM_KEYS)}
+        response = {key: camel.get(key) for key in CAMEL_KEYS}
+    failed = flag == "GENERATE_AUDIO_FAILED"
+    data = {"taskId": task["id"], "musicId": task["music_id"], "callbackUrl": task["callback_url"],
+            "musicIndex": task["music_index"], "createTime": int(task["created_at"] * 1000),
+            "completeTime": int(task["done_at"] * 1000) if flag != "PENDING" else None, "response": response,
+            "successFlag": flag, "errorCode": task.get("error_code") if failed else None,
+            "errorMessage": task.get("error_message") if failed else None}
+    return Reply({**SUCCESS, "data": data})
+
+
+@action("apibox.credit")
+def credit(ctx: Context) -> Reply:
+    balance = ctx.store.balance("apibox", ctx.api_key)
+    total = balance["credits"] + balance["extra_credits"]
+    return Reply({**SUCCESS, "data": int(total) if float(total).is_integer() else total})

@@ -1,0 +1,71 @@
+"""Real, decodable MP3 files of any duration, and the URLs that name them.
+
+A file is a run of silent MPEG-1 Layer III frames (48 kHz, 32 kbit/s, mono: 96 bytes and 24 ms each),
+so making one is a byte repetition, with no audio work. A file URL carries everything needed to serve
+it again (when it was made, how long it lasts), so the mock keeps no per-file state:
+
+    {base}/files/{created_ms}-{duration_ms}-{id}/{name}.mp3
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+FRAME_SECONDS = 1152 / 48000  # 24 ms
+# 0xFFFB: MPEG-1 Layer III, no CRC; 0x14: 32 kbit/s at 48 kHz, no padding; 0xC0: mono.
+_FRAME = bytes([0xFF, 0xFB, 0x14, 0xC0]) + bytes(92)
+CONTENT_TYPE = "audio/mpeg"
+_PATH = re.compile(r"^/files/(?P<created>\d+)-(?P<duration>\d+)-(?P<id>[0-9A-Za-z_-]+)/(?P<name>[^/]+\.mp3)$")
+
+
+@lru_cache(maxsize=128)
+def mp3_bytes(duration_ms: int) -> bytes:
+    """An MP3 whose decoded duration is `duration_ms` rounded to the nearest 24 ms frame (at least one)."""
+    frames = max(1, round(duration_ms / 1000 / FRAME_SECONDS))
+    return _FRAME * frames
+
+
+def file_path(file_id: str, name: str, duration_s: float, created_ms: int) -> str:
+    """The path (under the mock's origin) of a file lasting `duration_s` that was handed out at `created_ms`."""
+    safe = re.sub(r"[^0-9A-Za-z_.-]", "_", name)
+    return f"/files/{created_ms}-{round(duration_s * 1000)}-{file_id}/{safe}.mp3"
+
+
+@dataclass(frozen=True, slots=True)
+class FileRef:
+    created_ms: int
+    duration_ms: int
+    file_id: str
+    name: str
+
+
+def parse_file_path(path: str) -> FileRef | None:
+    match = _PATH.match(path)
+    if not match:
+        return None
+    return FileRef(int(match["created"]), int(match["duration"]), match["id"], match["name"])
+
+
+def byte_range(header: str | None, size: int) -> tuple[int, int] | None | bool:
+    """Parse a single `Range: bytes=a-b`: (start, end inclusive), None for no/ignored range, False if unsatisfiable."""
+    if not header:
+        return None
+    unit, _, spec = header.partition("=")
+    if unit.strip().lower() != "bytes" or "," in spec:
+        return None  # other units and multi-range requests get the whole file, as RFC 9110 allows
+    first, _, last = spec.strip().partition("-")
+    try:
+        if first == "":
+            length = int(last)
+            if length <= 0:
+                return False
+            return max(0, size - length), size - 1
+        start = int(first)
+        end = int(last) if last else size - 1
+    except ValueError:
+        return None
+    if start >= size or end < start:
+        return False
+    return start, min(end, size - 1)

@@ -1,0 +1,168 @@
+"""MockConfig: the mock's settings, their defaults, and loading them from YAML and the environment.
+
+Constructing a MockConfig is cheap and never fails on I/O; `load_config` is the fallible step that
+reads a file and reports every unknown key with its path and the nearest valid name.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import difflib
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, get_args, get_origin, get_type_hints
+
+import yaml
+
+
+class ConfigError(ValueError):
+    """The configuration cannot be used; the message names the key path and what was expected."""
+
+
+@dataclass(frozen=True)
+class KeyConfig:
+    """A known API key and its starting balances (per provider)."""
+
+    credits: float = 1000
+    extra_credits: float = 0
+
+
+@dataclass(frozen=True)
+class Durations:
+    """Seconds from a task's creation to each of its stages."""
+
+    generate_text: float = 2.0
+    generate_first: float = 4.0
+    generate_complete: float = 6.0
+    vocal_removal: float = 5.0
+    musicapi_create: float = 6.0
+    musicapi_stems: float = 5.0
+
+
+@dataclass(frozen=True)
+class CallbackConfig:
+    """How callbacks are delivered."""
+
+    timeout: float = 15.0
+    retries: tuple[float, ...] = (60.0, 300.0, 900.0)  # delays of the retries after a failed first attempt
+    concurrency: int = 200
+    grace: float = 5.0  # seconds given to pending deliveries at shutdown
+    webhook_secret: str = "stemmock-default-webhook-secret"  # MusicAPI jobs that send no webhook_secret
+    apibox_hmac_key: str | None = None  # set to sign api.box callbacks the kie way (off: api.box documents none)
+
+
+@dataclass(frozen=True)
+class MockConfig:
+    """Everything the mock can be told. Every field maps 1:1 onto a `stemmock serve` flag or a YAML key."""
+
+    host: str = "127.0.0.1"
+    port: int = 8080
+    seed: int = 0
+    clock: str = "real"
+    clock_start: float | None = None
+    public_url: str | None = None  # base of the file URLs handed out; default: the request's own origin
+    keys: dict[str, KeyConfig] | None = None  # None: any non-empty bearer key works
+    default_credits: float = 1000
+    default_extra_credits: float = 0
+    costs: dict[str, float] = field(default_factory=dict)  # overrides x-mock-provider.costs, by cost key
+    durations: Durations = field(default_factory=Durations)
+    callbacks: CallbackConfig = field(default_factory=CallbackConfig)
+    journal_size: int = 1000
+    file_retention: float = 14 * 24 * 3600.0
+
+    def replace(self, **changes: Any) -> MockConfig:
+        return dataclasses.replace(self, **changes)
+
+
+def _suggest(name: str, options: list[str]) -> str:
+    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else f" Valid keys: {', '.join(sorted(options))}."
+
+
+def _coerce(value: Any, hint: Any, path: str) -> Any:
+    origin = get_origin(hint)
+    if dataclasses.is_dataclass(hint):
+        return _build(hint, value, path)
+    if origin is dict:
+        if not isinstance(value, dict):
+            raise ConfigError(f"{path} is {value!r}; expected a mapping.")
+        _, value_hint = get_args(hint)
+        return {str(k): _coerce(v, value_hint, f"{path}.{k}") for k, v in value.items()}
+    if origin is tuple:
+        if not isinstance(value, (list, tuple)):
+            raise ConfigError(f"{path} is {value!r}; expected a list.")
+        (item_hint, *_rest) = get_args(hint)
+        return tuple(_coerce(v, item_hint, f"{path}[{i}]") for i, v in enumerate(value))
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if args and value is None:
+        return None
+    if args:  # an Optional[...] / union: coerce to the first non-None member
+        return _coerce(value, args[0], path)
+    if hint is float:
+        if isinstance(value, bool) or not isinstance(value, (int, float)):
+            raise ConfigError(f"{path} is {value!r}; expected a number.")
+        return float(value)
+    if hint is int:
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise ConfigError(f"{path} is {value!r}; expected an integer.")
+        return value
+    if hint is str:
+        if not isinstance(value, str):
+            raise ConfigError(f"{path} is {value!r}; expected a string.")
+        return value
+    return value
+
+
+def _build(cls: Any, data: Any, path: str) -> Any:
+    if not isinstance(data, dict):
+        raise ConfigError(f"{path or 'the config'} is {data!r}; expected a mapping.")
+    hints = get_type_hints(cls)
+    names = [f.name for f in dataclasses.fields(cls)]
+    kwargs = {}
+    for key, value in data.items():
+        where = f"{path}.{key}" if path else str(key)
+        if key not in names:
+            raise ConfigError(f"{where} is not a known setting.{_suggest(str(key), names)}")
+        kwargs[key] = _coerce(value, hints[key], where)
+    return cls(**kwargs)
+
+
+def check_config(config: MockConfig) -> MockConfig:
+    """Validate values that types alone cannot; return the config unchanged."""
+    if config.clock not in ("real", "manual"):
+        raise ConfigError(f"clock is {config.clock!r}; expected 'real' or 'manual'.")
+    if not 0 <= config.port <= 65535:
+        raise ConfigError(f"port is {config.port}; expected 0..65535.")
+    if config.journal_size < 1:
+        raise ConfigError(f"journal_size is {config.journal_size}; expected at least 1.")
+    return config
+
+
+def config_from_dict(data: dict[str, Any], base: MockConfig | None = None) -> MockConfig:
+    """Overlay a parsed YAML mapping onto `base` (or the defaults)."""
+    built = _build(MockConfig, data, "")
+    if base is None:
+        return check_config(built)
+    explicit = {k: getattr(built, k) for k in data}
+    return check_config(dataclasses.replace(base, **explicit))
+
+
+def load_config(path: str | Path | None = None, **overrides: Any) -> MockConfig:
+    """Read the YAML file (if any), then `STEMMOCK_*` environment variables, then explicit overrides."""
+    config = MockConfig()
+    if path is not None:
+        try:
+            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
+        except (OSError, yaml.YAMLError) as exc:
+            raise ConfigError(f"{path}: cannot be read as YAML: {exc}") from exc
+        config = config_from_dict(data, config)
+    env = {}
+    for f in dataclasses.fields(MockConfig):
+        raw = os.environ.get(f"STEMMOCK_{f.name.upper()}")
+        if raw is not None:
+            env[f.name] = yaml.safe_load(raw)
+    if env:
+        config = config_from_dict(env, config)
+    clean = {k: v for k, v in overrides.items() if v is not None}
+    return check_config(dataclasses.replace(config, **clean)) if clean else config

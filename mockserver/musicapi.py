@@ -1,0 +1,182 @@
+"""MusicAPI "sonic" behaviours: clips from upload and create, stems tasks, VOX, credits.
+
+Clips and tasks belong to the API key that made them. A task answers HTTP 202 `{"type": "not_ready"}`
+until its `ready_at` on the mock's clock, then HTTP 200 with its clips.
+"""
+
+from __future__ import annotations
+
+import hashlib
+from datetime import UTC, datetime
+from typing import Any
+
+from . import audio
+from .actions import Context, Reply, action
+from .scenarios import Refusal
+
+STEMS = {
+    "basic": ("Vocals", "Instrumental"),
+    "full": ("Vocals", "Backing Vocals", "Drums", "Bass", "Guitar", "Keyboard", "Percussion", "Strings", "Synth",
+             "FX", "Brass", "Woodwinds"),
+}
+
+
+def _iso(instant: float) -> str:
+    return datetime.fromtimestamp(instant, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(instant * 1000) % 1000:03d}Z"
+
+
+def _duration_for(seed: str, low: float = 60.0, high: float = 240.0) -> float:
+    """A stable, plausible duration (seconds, two decimals) derived from `seed`."""
+    fraction = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") / 2**32
+    return round(low + (high - low) * fraction, 2)
+
+
+def _new_clip(ctx: Context, **fields: Any) -> dict[str, Any]:
+    clip_id = ctx.uuid()
+    now = ctx.clock.now()
+    clip = {"id": clip_id, "api_key": ctx.api_key, "created_at": now, "ready_at": now, "base_url": ctx.base_url,
+            "title": "", "tags": "", "lyrics": "", "mv": "sonic-v5", "duration": _duration_for(clip_id),
+            "negative_tags": "", "style_weight": None, "weirdness_constraint": None, "failed": False, **fields}
+    ctx.store.put("clip", clip_id, clip)
+    return clip
+
+
+def clip_view(clip: dict[str, Any], now: float) -> dict[str, Any]:
+    """A clip as `GET /sonic/task/{id}` and the webhooks show it at `now`."""
+    ready = now >= clip["ready_at"]
+    state = "failed" if clip.get("failed") and ready else ("succeeded" if ready else "running")
+    audio_url = clip["base_url"] + audio.file_path(clip["id"], clip["title"] or "clip", clip["duration"],
+                                                   int(clip["ready_at"] * 1000)) if state == "succeeded" else ""
+    view = {
+        "clip_id": clip["id"], "state": state, "title": clip["title"], "tags": clip["tags"],
+        "lyrics": clip["lyrics"], "image_url": "", "audio_url": audio_url, "video_url": None,
+        "created_at": _iso(clip["created_at"]), "mv": clip["mv"], "gpt_description_prompt": None,
+        "duration": clip["duration"] if state == "succeeded" else None, "negative_tags": clip["negative_tags"],
+        "style_weight": clip["style_weight"], "weirdness_constraint": clip["weirdness_constraint"],
+    }
+    if clip.get("stem_type"):
+        view["stem_type"] = clip["stem_type"]
+    if state == "failed":
+        view["error_message"] = clip.get("error_message") or "Generation failed."
+    return view
+
+
+def _ready_clip(ctx: Context) -> Refusal | None:
+    clip_id = ctx.req.json.get("clip_id")
+    clip = ctx.owned("clip", clip_id)
+    if clip is None:
+        return Refusal(404, f"clip_id '{clip_id}' was not found: the clip must be created through this service "
+                            "(upload or create) with the same API key.", "precondition: unknown clip")
+    if ctx.clock.now() < clip["ready_at"]:
+        return Refusal(400, f"clip_id '{clip_id}' is not ready yet: its task is still running.",
+                       "precondition: clip not ready")
+    if clip.get("failed"):
+        return Refusal(400, f"clip_id '{clip_id}' failed to generate and has no audio.", "precondition: clip failed")
+    return None
+
+
+@action("musicapi.upload")
+def upload(ctx: Context) -> Reply:
+    url = str(ctx.req.json.get("url", ""))
+    name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "upload"
+    clip = _new_clip(ctx, title=name, source_url=url, duration=_duration_for(url))
+    return Reply({"code": 200, "message": "success", "clip_id": clip["id"]})
+
+
+def _new_task(ctx: Context, kind: str, duration: float, clips: list[dict[str, Any]]) -> dict[str, Any]:
+    now = ctx.clock.now()
+    task = {"id": ctx.uuid(), "api_key": ctx.api_key, "kind": kind, "created_at": now, "ready_at": now + duration,
+            "clips": [c["id"] for c in clips], "webhook_url": ctx.req.json.get("webhook_url"),
+            "webhook_secret": ctx.req.json.get("webhook_secret"), "base_url": ctx.base_url}
+    ctx.store.put("task", task["id"], task)
+    if task["webhook_url"]:
+        ctx.deliveries.schedule_musicapi(task)
+    return task
+
+
+@action("musicapi.create")
+def create(ctx: Context) -> Reply:
+    body = ctx.req.json
+    ready_at = ctx.clock.now() + ctx.config.durations.musicapi_create
+    shared = {"ready_at": ready_at, "title": str(body.get("title") or "Untitled"), "tags": str(body.get("tags") or ""),
+              "lyrics": str(body.get("prompt") or ""), "mv": str(body.get("mv") or "sonic-v5"),
+              "negative_tags": str(body.get("negative_tags") or ""), "style_weight": body.get("style_weight"),
+              "weirdness_constraint": body.get("weirdness_constraint")}
+    clips = [_new_clip(ctx, **shared) for _ in range(2)]
+    task = _new_task(ctx, "create", ctx.config.durations.musicapi_create, clips)
+    return Reply({"message": "success", "task_id": task["id"]})
+
+
+def _stems(ctx: Context, kind: str) -> Reply:
+    source = ctx.store.get("clip", ctx.req.json["clip_id"])
+    assert source is not None  # the precheck found it
+    ready_at = ctx.clock.now() + ctx.config.durations.musicapi_stems
+    clips = [_new_clip(ctx, ready_at=ready_at, title=f"{source['title']} — {stem}", stem_type=stem,
+                       tags=source["tags"], mv=source["mv"], duration=source["duration"], source_clip_id=source["id"])
+             for stem in STEMS[kind]]
+    task = _new_task(ctx, f"stems_{kind}", ctx.config.durations.musicapi_stems, clips)
+    return Reply({"message": "success", "task_id": task["id"]})
+
+
+@action("musicapi.stems_basic", precheck=_ready_clip)
+def stems_basic(ctx: Context) -> Reply:
+    return _stems(ctx, "basic")
+
+
+@action("musicapi.stems_full", precheck=_ready_clip)
+def stems_full(ctx: Context) -> Reply:
+    return _stems(ctx, "full")
+
+
+def _known_task(ctx: Context) -> Refusal | None:
+    if ctx.owned("task", ctx.req.path_params.get("task_id")) is None:
+        return Refusal(404, "task not found.", "precondition: unknown task")
+    return None
+
+
+@action("musicapi.task", precheck=_known_task)
+def get_task(ctx: Context) -> Reply:
+    task = ctx.store.get("task", ctx.req.path_params["task_id"])
+    assert task is not None
+    now = ctx.clock.now()
+    if now < task["ready_at"]:
+        return Reply({"type": "not_ready"}, status=202)
+    clips = [ctx.store.get("clip", cid) for cid in task["clips"]]
+    return Reply({"code": 200, "message": "success", "data": [clip_view(c, now) for c in clips if c]})
+
+
+def _vox_precheck(ctx: Context) -> Refusal | None:
+    refusal = _ready_clip(ctx)
+    if refusal is not None:
+        return refusal
+    clip = ctx.store.get("clip", ctx.req.json["clip_id"])
+    end = ctx.req.json.get("vocal_end_s")
+    if clip is not None and isinstance(end, (int, float)) and end > clip["duration"]:
+        return Refusal(400, f"vocal_end_s ({end:g}) is beyond the end of the clip ({clip['duration']:g} s).",
+                       "precondition: range outside the clip")
+    return None
+
+
+@action("musicapi.vox", precheck=_vox_precheck)
+def vox(ctx: Context) -> Reply:
+    body = ctx.req.json
+    clip = ctx.store.get("clip", body["clip_id"])
+    assert clip is not None
+    start = float(body.get("vocal_start_s", 0.0))
+    end = float(body["vocal_end_s"]) if "vocal_end_s" in body else min(clip["duration"], 30.0)
+    vox_id = ctx.uuid()
+    url = ctx.base_url + audio.file_path(vox_id, f"{clip['title'] or 'clip'}_vox", end - start, ctx.clock.now_ms())
+    data = {"vox_audio_id": vox_id, "status": "complete", "source_clip_id": clip["id"],
+            "vocal_start_s": body.get("vocal_start_s", start), "vocal_end_s": body.get("vocal_end_s", end),
+            "wave_response": {"waveform_aggregates": []}, "vocal_audio_url": url}
+    return Reply({"code": 200, "message": "success", "data": data})
+
+
+@action("musicapi.credits")
+def credits(ctx: Context) -> Reply:
+    balance = ctx.store.balance("musicapi", ctx.api_key)
+    return Reply({"credits": _number(balance["credits"]), "extra_credits": _number(balance["extra_credits"])})
+
+
+def _number(value: float) -> float | int:
+    return int(value) if float(value).is_integer() else value

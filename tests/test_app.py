@@ -1,0 +1,78 @@
+"""The app and the command: routes come from the specs, and `stemmock serve` starts a working mock."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from contracts.live import LiveServer
+from mockserver import MockConfig, create_app
+from mockserver.spec import load
+
+HERE = Path(__file__).parent
+AUTH = {"Authorization": "Bearer k"}
+
+
+def test_an_operation_added_to_a_spec_is_served_from_its_examples() -> None:
+    """A spec operation without any Python behaviour answers its first example, validated and journaled."""
+    app = create_app(MockConfig(), specs=[load(HERE / "specs" / "extra_operation.yaml")])
+    with LiveServer(app) as server:
+        ok = httpx.post(f"{server.url}/api/v1/sonic/bpm", json={"clip_id": "26c9c592-0566-46cf-bb71-91ac1deaa7b5"},
+                        headers=AUTH)
+        assert (ok.status_code, ok.json()["data"]) == (200, {"bpm": 120.5})
+        chosen = httpx.post(f"{server.url}/api/v1/sonic/bpm", json={"clip_id": "26c9c592-0566-46cf-bb71-91ac1deaa7b5"},
+                            headers={**AUTH, "Prefer": "example=slow"})
+        assert chosen.json()["data"] == {"bpm": 60}
+        bad = httpx.post(f"{server.url}/api/v1/sonic/bpm", json={}, headers=AUTH)
+        assert bad.status_code == 400 and "clip_id" in bad.json()["message"]
+        journal = httpx.get(f"{server.url}/__mock/journal").json()["exchanges"]
+        assert [e["operation"] for e in journal] == ["getBpm"] * 3
+        assert journal[2]["violations"][0]["pointer"] == "/body/clip_id"
+
+
+def _free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@pytest.mark.parametrize("command", [["-m", "mockserver"], ["-c", "from mockserver.cli import main; main()", "serve"]])
+def test_the_command_serves_both_providers(command: list[str]) -> None:
+    """`python -m mockserver` and `stemmock serve` start a server that answers both providers."""
+    port = _free_port()
+    env = {**os.environ, "STEMMOCK_PORT": str(port)}
+    process = subprocess.Popen([sys.executable, *command, "--log-level", "warning"], env=env,
+                               stdout=subprocess.PIPE, stderr=subprocess.PIPE)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                response = httpx.get(f"http://127.0.0.1:{port}/api/v1/get-credits", headers=AUTH)
+                break
+            except httpx.TransportError:
+                assert process.poll() is None, process.stderr.read().decode() if process.stderr else ""
+                assert time.monotonic() < deadline, "the server did not start in 20 s"
+                time.sleep(0.05)  # polling for the port to open, not waiting on the mock's clock
+        assert response.json() == {"credits": 1000, "extra_credits": 0}
+        box = httpx.get(f"http://127.0.0.1:{port}/api/v1/generate/credit", headers=AUTH)
+        assert box.json() == {"code": 200, "msg": "success", "data": 1000}
+    finally:
+        process.terminate()
+        process.wait(timeout=15)
+
+
+def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
+    """An unknown config key stops start-up with exit code 2 and a suggestion."""
+    config = tmp_path / "stemmock.yaml"
+    config.write_text("duratons:\n  vocal_removal: 1\n")
+    result = subprocess.run([sys.executable, "-m", "mockserver", "--config", str(config)], capture_output=True,
+                            text=True, timeout=30, check=False)
+    assert result.returncode == 2
+    assert "duratons" in result.stderr and "Did you mean 'durations'?" in result.stderr
