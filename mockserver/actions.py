@@ -37,6 +37,7 @@ class Context:
     config: MockConfig
     rng: random.Random
     base_url: str
+    scenario: str | None = None  # the delivery behaviour decided for the task this call creates
 
     @property
     def api_key(self) -> str:

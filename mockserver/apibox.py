@@ -31,9 +31,11 @@ CAMEL_KEYS = ("originUrl", "instrumentalUrl", *(camel for _s, camel, _n in STEM_
 
 # -- generation -----------------------------------------------------------------------------------------
 def generation_status(task: dict[str, Any], now: float) -> str:
+    stages = task["stages"]
+    if task.get("failed") and now >= stages["complete"]:
+        return "GENERATE_AUDIO_FAILED"
     if task.get("callback_exception"):
         return "CALLBACK_EXCEPTION"
-    stages = task["stages"]
     if now >= stages["complete"]:
         return "SUCCESS"
     if now >= stages["first"]:
@@ -89,7 +91,9 @@ def generate(ctx: Context) -> Reply:
             "stages": {"text": now + d.generate_text, "first": now + d.generate_first,
                        "complete": now + d.generate_complete},
             "param": json.dumps(body, ensure_ascii=False, separators=(",", ":")), "tracks": tracks,
-            "callback_url": body.get("callBackUrl")}
+            "callback_url": body.get("callBackUrl"), "scenario": ctx.scenario}
+    if ctx.scenario == "callback_fails":
+        task.update(failed=True, error_code=500, error_message="Audio generation failed.")
     ctx.store.put("apibox_task", task_id, task)
     ctx.deliveries.schedule_generation(task)
     return Reply({**SUCCESS, "data": {"taskId": task_id}})
@@ -112,8 +116,9 @@ def generate_record_info(ctx: Context) -> Reply:
     data = {"taskId": task["id"], "parentMusicId": "", "param": task["param"],
             "response": {"taskId": task["id"], "sunoData": tracks} if now >= task["stages"]["text"] else None,
             "status": status, "type": "GENERATE", "operationType": "generate",
-            "errorCode": None, "errorMessage": "Callback could not be delivered." if status == "CALLBACK_EXCEPTION"
-            else None}
+            "errorCode": task.get("error_code") if status == "GENERATE_AUDIO_FAILED" else None,
+            "errorMessage": {"CALLBACK_EXCEPTION": "Callback could not be delivered.",
+                             "GENERATE_AUDIO_FAILED": task.get("error_message")}.get(status)}
     return Reply({**SUCCESS, "data": data})
 
 
@@ -155,7 +160,9 @@ def vocal_removal(ctx: Context) -> Reply:
             "done_at": now + ctx.config.durations.vocal_removal, "base_url": ctx.base_url,
             "type": body.get("type", "separate_vocal"), "source_task": source["id"], "music_id": body["audioId"],
             "music_index": index, "duration": source["tracks"][index]["duration"],
-            "callback_url": body.get("callBackUrl")}
+            "callback_url": body.get("callBackUrl"), "scenario": ctx.scenario}
+    if ctx.scenario == "callback_fails":
+        task.update(failed=True, error_code=500, error_message="Vocal separation failed")
     ctx.store.put("apibox_task", task_id, task)
     ctx.deliveries.schedule_separation(task)
     return Reply({**SUCCESS, "data": {"taskId": task_id}})

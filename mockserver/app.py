@@ -6,7 +6,9 @@ One request, end to end (`Mock.handle`): route -> parse -> validate -> decide ->
 
 from __future__ import annotations
 
+import asyncio
 import contextlib
+import json
 import logging
 import random
 import traceback
@@ -22,10 +24,13 @@ from . import audio
 from .actions import Action, Context, load_actions
 from .callbacks import Deliveries
 from .clock import Clock, Scheduler
-from .config import MockConfig
+from .config import MockConfig, RateLimit, parse_instant
+from .control import HANDLERS as CONTROL
 from .request import NO_BODY, MockRequest
 from .responses import error_body, json_response, render_outcome
-from .scenarios import Outcome, decide
+from .scenarios import Outcome, Refusal, decide, error, matches, rate_class, rejection
+from .validation import iter_violations
+from .wire import RAW_SEND, WireFaultResponse
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
 from .state import MemoryStore, Store
 
@@ -81,21 +86,57 @@ class Router:
         return next(s for s in self.specs if s.provider.name == ranked[0][1])
 
 
+class _RequestView:
+    """The read-only view of the mock's state that decide() gets for one request."""
+
+    def __init__(self, mock: Mock, op: Operation, ctx: Context, action: Action | None) -> None:
+        self.mock, self.op, self.ctx, self.action = mock, op, ctx, action
+        self.costs = mock.costs[op.provider.name]
+
+    def precheck(self) -> Refusal | None:
+        return self.action.precheck(self.ctx) if self.action else None
+
+    def balance(self) -> dict[str, float]:
+        return self.mock.store.balance(self.op.provider.name, self.ctx.api_key)
+
+    def in_maintenance(self) -> bool:
+        return self.mock.in_maintenance(self.op.provider.name)
+
+    def retry_after(self) -> float | None:
+        limit, key = self.mock.rate_window(self.op, self.ctx.api_key)
+        if limit is None:
+            return None
+        return self.mock.store.rate_retry_after(key, self.mock.clock.now(), limit.limit, limit.window)
+
+    def scripted_fault(self) -> dict[str, Any] | None:
+        for fault in self.mock.store.faults():
+            if fault["operation"] == self.op.operation_id and fault["used"] < fault["times"] and \
+                    fault.get("api_key") in (None, self.ctx.api_key):
+                return fault
+        return None
+
+    def seeded_rules(self) -> tuple[Any, ...]:
+        return self.mock.config.faults
+
+
 class Mock:
     """The mock's parts, wired once per app."""
 
     def __init__(self, config: MockConfig, specs: list[Spec] | None = None, store: Store | None = None) -> None:
         self.config = config
         self.specs = specs if specs is not None else [load(spec_path(name)) for name in PROVIDER_SPECS]
-        self.router = Router(self.specs)
+        self.control_spec = load(spec_path("control"))
+        self.router = Router([*self.specs, self.control_spec])
         self.actions = load_actions()
         for spec in self.specs:
             for op in spec.operations:
                 if op.action and op.action not in self.actions:
                     raise SpecError(f"{op.key}: x-mock.action {op.action!r} is not a known behaviour; "
                                     f"known: {', '.join(sorted(self.actions))}.")
+        self.provider_names = [s.provider.name for s in self.specs]
         self.costs = {s.provider.name: {**s.provider.costs, **config.costs} for s in self.specs}
         self.known_keys = set(config.keys) if config.keys is not None else None
+        self.windows = [(parse_instant(w.start), parse_instant(w.end), w.provider) for w in config.maintenance]
         self.clock = Clock(config.clock, config.clock_start)
         self.scheduler = Scheduler(self.clock, config.callbacks.concurrency)
         opening = {k: {"credits": v.credits, "extra_credits": v.extra_credits} for k, v in (config.keys or {}).items()}
@@ -103,13 +144,36 @@ class Mock:
                                            "extra_credits": config.default_extra_credits},
                                           config.journal_size, opening)
         self.deliveries = Deliveries(self.store, self.clock, self.scheduler, config)
-        self.rng = random.Random(config.seed)
+        self._seed_rngs()
+
+    def _seed_rngs(self) -> None:
+        # Separate streams, so that adding a fault rule does not change the ids a session gets.
+        self.rng = random.Random(self.config.seed)
+        self.fault_rng = random.Random(f"faults/{self.config.seed}")
+        self.latency_rng = random.Random(f"latency/{self.config.seed}")
 
     def reset(self) -> None:
-        """Forget all state: resources, balances, journal, pending callbacks; ids restart from the seed."""
+        """Forget all state: resources, balances, journal, faults, pending callbacks; ids restart from the seed."""
         self.store.reset()
         self.scheduler.clear()
-        self.rng = random.Random(self.config.seed)
+        self._seed_rngs()
+
+    def in_maintenance(self, provider: str) -> bool:
+        if self.store.maintenance().get(provider):
+            return True
+        now = self.clock.now()
+        return any(start <= now < end and who in (None, "", provider) for start, end, who in self.windows)
+
+    def rate_window(self, op: Operation, api_key: str) -> tuple[RateLimit | None, str]:
+        kind = rate_class(op)
+        limit = (self.config.rate_limits.get(op.provider.name) or {}).get(kind)
+        return limit, f"{op.provider.name}/{kind}/{api_key}"
+
+    def latency(self, op: Operation) -> float:
+        for rule in self.config.latency:
+            if matches(op, rule.operation):
+                return rule.fixed or (self.latency_rng.uniform(rule.min, rule.max) if rule.max else 0.0)
+        return 0.0
 
     # -- the pipeline ---------------------------------------------------------------------------------------
     def base_url(self, request: Request) -> str:
@@ -123,44 +187,68 @@ class Mock:
             return self._no_route(request, allowed)
         req = MockRequest(request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()},
                           dict(request.query_params), await request.body(), params, self.base_url(request))
+        if op.provider.name == "control":
+            return await self._control(op, req)
+        delay = self.latency(op)
         try:
             status, body, headers, outcome, violations = self._answer(op, req)
         except Exception as exc:  # never a bare 500: the provider's own server error, and the cause journaled
             log.exception("%s failed", op.key)
-            outcome = Outcome("error", 500, f"mock error: {type(exc).__name__}: {exc}",
-                              op.message_for(500))
+            outcome = Outcome("error", 500, f"mock error: {type(exc).__name__}: {exc}", op.message_for(500))
             status, body = error_body(op.provider, 500, outcome.message or "Internal Server Error")
             headers, violations = {}, []
-            self.store.record({"error": traceback.format_exc()})
-        self._journal(op, req, violations, outcome, status, body)
+            self.store.record({"time": self.clock.now(), "operation": op.operation_id, "method": req.method,
+                               "path": req.path, "outcome": outcome.as_dict(), "error": traceback.format_exc()})
+        else:
+            self._journal(op, req, violations, outcome, status, body)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if outcome.wire_fault:
+            return WireFaultResponse(outcome.wire_fault, _encode(body), status, headers,  # type: ignore[return-value]
+                                     self.config.dribble_seconds)
         return json_response(status, body, headers)
 
     def _answer(self, op: Operation, req: MockRequest) -> tuple[int, Any, dict[str, str], Outcome, list[Any]]:
-        from .validation import iter_violations
-
         violations = iter_violations(op, req, self.known_keys)
         action: Action | None = self.actions.get(op.action) if op.action else None
         ctx = Context(op, req, self.store, self.clock, self.scheduler, self.deliveries, self.config, self.rng,
                       req.base_url)
         provider = op.provider.name
-        outcome = decide(op, req, violations,
-                         precheck=(lambda: action.precheck(ctx)) if action else (lambda: None),
-                         balance=lambda: self.store.balance(provider, ctx.api_key),
-                         costs=self.costs[provider])
+        view = _RequestView(self, op, ctx, action)
+        outcome = decide(op, req, violations, view, self.fault_rng)
+        if outcome.fault_id:
+            self.store.take_fault(outcome.fault_id)
+        if outcome.admitted:
+            limit, key = self.rate_window(op, ctx.api_key)
+            if limit is not None:
+                self.store.rate_hit(key, self.clock.now(), limit.window)
+        if outcome.kind == "wire":  # an answer that looks like success until it breaks
+            return 200, self._first_example(op)[1], {}, outcome, violations
         if outcome.kind != "success":
             status, body, headers = render_outcome(op, outcome)
             return status, body, headers, outcome, violations
         if outcome.cost and self.store.charge(provider, ctx.api_key, outcome.cost) is None:
             # The balance changed between decide and charge (another worker spent it): refuse, charge nothing.
-            outcome = decide(op, req, violations, lambda: None, lambda: self.store.balance(provider, ctx.api_key),
-                             self.costs[provider])
+            outcome = error(op, "credits", 403, "credits: spent by a concurrent call")
             status, body, headers = render_outcome(op, outcome)
             return status, body, headers, outcome, violations
         if action is None:
             status, body = self._first_example(op)
             return status, body, {}, outcome, violations
+        ctx.scenario = outcome.scenario
         reply = action.run(ctx)
         return reply.status, reply.body, dict(reply.headers), outcome, violations
+
+    async def _control(self, op: Operation, req: MockRequest) -> Response:
+        token = self.config.admin_token
+        if token and req.api_key != token:
+            return json_response(401, {"code": 401, "message": "The admin token is missing or wrong."})
+        violations = iter_violations(op, req, None)
+        if violations:
+            outcome = rejection(op, violations)
+            return json_response(outcome.code, {"code": outcome.code, "message": outcome.message})
+        status, body = await CONTROL[str(op.action)](self, req)
+        return json_response(status, body)
 
     @staticmethod
     def _first_example(op: Operation) -> tuple[int, Any]:
@@ -224,55 +312,21 @@ class Mock:
         response.headers["Content-Length"] = str(end - start + 1)
         return response
 
-    # -- control plane ------------------------------------------------------------------------------------------
-    async def control_reset(self, request: Request) -> Response:
-        self.reset()
-        return json_response(200, {"reset": True})
 
-    async def control_journal(self, request: Request) -> Response:
-        limit = request.query_params.get("limit")
-        items = self.store.journal(int(limit) if limit and limit.isdigit() else None)
-        return json_response(200, {"exchanges": items, "count": len(items)})
-
-    async def control_callbacks(self, request: Request) -> Response:
-        items = self.deliveries.list()
-        return json_response(200, {"callbacks": items, "count": len(items)})
-
-    async def control_advance(self, request: Request) -> Response:
-        body = await _json(request)
-        seconds = body.get("seconds") if isinstance(body, dict) else None
-        if isinstance(seconds, bool) or not isinstance(seconds, (int, float)) or seconds < 0:
-            return json_response(400, {"error": f"seconds is {seconds!r}; expected a number >= 0."})
-        ran = await self.scheduler.advance(float(seconds))
-        return json_response(200, {"now": self.clock.now(), "ran": ran, "pending": len(self.scheduler)})
-
-    async def control_credits(self, request: Request) -> Response:
-        key = request.path_params["api_key"]
-        body = await _json(request)
-        if not isinstance(body, dict):
-            return json_response(400, {"error": "The body must be a JSON object with 'credits'."})
-        credits, extra, provider = body.get("credits"), body.get("extra_credits", 0), body.get("provider")
-        for name, value in (("credits", credits), ("extra_credits", extra)):
-            if isinstance(value, bool) or not isinstance(value, (int, float)) or value < 0:
-                return json_response(400, {"error": f"{name} is {value!r}; expected a number >= 0."})
-        names = [s.provider.name for s in self.specs]
-        if provider is not None and provider not in names:
-            return json_response(400, {"error": f"provider is {provider!r}; expected one of {', '.join(names)}."})
-        balances = {p: self.store.set_balance(p, key, credits, extra) for p in ([provider] if provider else names)}
-        return json_response(200, {"api_key": key, "balances": balances})
+def _encode(body: Any) -> bytes:
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-async def _json(request: Request) -> Any:
-    import json
+class MockApp(Starlette):
+    """Starlette, plus the server's own `send` kept in the scope for the wire faults that need the socket."""
 
-    raw = await request.body()
-    try:
-        return json.loads(raw) if raw.strip() else {}
-    except ValueError:
-        return None
+    async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
+        if scope["type"] == "http":
+            scope[RAW_SEND] = send
+        await super().__call__(scope, receive, send)
 
 
-def create_app(config: MockConfig | None = None, *, specs: list[Spec] | None = None) -> Starlette:
+def create_app(config: MockConfig | None = None, *, specs: list[Spec] | None = None) -> MockApp:
     """The ASGI app serving both providers, the files they hand out, and /__mock/*."""
     mock = Mock(config or MockConfig(), specs)
 
@@ -287,14 +341,9 @@ def create_app(config: MockConfig | None = None, *, specs: list[Spec] | None = N
         await mock.deliveries.close()
 
     routes = [
-        Route("/__mock/reset", mock.control_reset, methods=["POST"]),
-        Route("/__mock/journal", mock.control_journal, methods=["GET"]),
-        Route("/__mock/callbacks", mock.control_callbacks, methods=["GET"]),
-        Route("/__mock/clock/advance", mock.control_advance, methods=["POST"]),
-        Route("/__mock/credits/{api_key}", mock.control_credits, methods=["PUT"]),
         Route("/files/{rest:path}", mock.serve_file, methods=["GET", "HEAD"]),
         Route("/{path:path}", mock.handle, methods=ALL_METHODS),
     ]
-    app = Starlette(routes=routes, lifespan=lifespan)
+    app = MockApp(routes=routes, lifespan=lifespan)
     app.state.mock = mock
     return app

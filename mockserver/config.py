@@ -9,6 +9,7 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
+from datetime import UTC, datetime
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
@@ -50,6 +51,52 @@ class CallbackConfig:
     grace: float = 5.0  # seconds given to pending deliveries at shutdown
     webhook_secret: str = "stemmock-default-webhook-secret"  # MusicAPI jobs that send no webhook_secret
     apibox_hmac_key: str | None = None  # set to sign api.box callbacks the kie way (off: api.box documents none)
+    allow_hosts: tuple[str, ...] = ()  # when set, callback URLs must target one of these hosts
+    late_delay: float = 600.0  # how late `Prefer: scenario=callback_late` delivers, in seconds of the clock
+
+
+@dataclass(frozen=True)
+class RateLimit:
+    """At most `limit` calls per `window` seconds (a sliding window per API key)."""
+
+    limit: int
+    window: float
+
+
+def _default_rate_limits() -> dict[str, dict[str, RateLimit | None]]:
+    # api.box: 20 calls per 10 s on the calls that start work (generate, vocal-removal) -> body code 430.
+    # Polling/balance calls and MusicAPI have no documented limit: off unless configured.
+    return {"apibox": {"work": RateLimit(20, 10.0), "poll": None}, "musicapi": {"work": None, "poll": None}}
+
+
+@dataclass(frozen=True)
+class MaintenanceWindow:
+    """The provider (or both, when `provider` is empty) is under maintenance from `start` to `end`."""
+
+    start: float | str  # epoch seconds or an ISO-8601 date-time
+    end: float | str
+    provider: str | None = None
+
+
+@dataclass(frozen=True)
+class FaultRule:
+    """Seeded random faults: a matching call fails with probability `rate`, drawing one of the listed faults."""
+
+    operation: str  # "POST /api/v1/generate", an operationId, or "*"
+    rate: float
+    codes: tuple[int, ...] = ()
+    wire_faults: tuple[str, ...] = ()
+    scenarios: tuple[str, ...] = ()
+
+
+@dataclass(frozen=True)
+class LatencyRule:
+    """Delay answers of matching operations by `fixed` seconds, or a seeded uniform draw in [min, max]."""
+
+    operation: str = "*"
+    fixed: float = 0.0
+    min: float = 0.0
+    max: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -70,12 +117,18 @@ class MockConfig:
     callbacks: CallbackConfig = field(default_factory=CallbackConfig)
     journal_size: int = 1000
     file_retention: float = 14 * 24 * 3600.0
+    rate_limits: dict[str, dict[str, RateLimit | None]] = field(default_factory=_default_rate_limits)
+    maintenance: tuple[MaintenanceWindow, ...] = ()
+    faults: tuple[FaultRule, ...] = ()
+    latency: tuple[LatencyRule, ...] = ()
+    dribble_seconds: float = 2.0  # how long the `slow_dribble` wire fault takes to send a body
+    admin_token: str | None = None  # when set, /__mock/* requires `Authorization: Bearer <admin_token>`
 
     def replace(self, **changes: Any) -> MockConfig:
         return dataclasses.replace(self, **changes)
 
 
-def _suggest(name: str, options: list[str]) -> str:
+def suggest(name: str, options: list[str]) -> str:
     close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
     return f" Did you mean {close[0]!r}?" if close else f" Valid keys: {', '.join(sorted(options))}."
 
@@ -97,8 +150,15 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     args = [a for a in get_args(hint) if a is not type(None)]
     if args and value is None:
         return None
-    if args:  # an Optional[...] / union: coerce to the first non-None member
-        return _coerce(value, args[0], path)
+    if args:  # a union: the first member the value fits
+        problems: list[ConfigError] = []
+        for member in args:
+            try:
+                return _coerce(value, member, path)
+            except ConfigError as exc:
+                problems.append(exc)
+        raise problems[0] if len(problems) == 1 else ConfigError(
+            f"{path} is {value!r}; expected " + " or ".join(_expected_name(a) for a in args) + ".")
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path} is {value!r}; expected a number.")
@@ -114,6 +174,11 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
     return value
 
 
+def _expected_name(hint: Any) -> str:
+    names = {float: "a number", int: "an integer", str: "a string"}
+    return names.get(hint, "a mapping" if dataclasses.is_dataclass(hint) else str(hint))
+
+
 def _build(cls: Any, data: Any, path: str) -> Any:
     if not isinstance(data, dict):
         raise ConfigError(f"{path or 'the config'} is {data!r}; expected a mapping.")
@@ -123,7 +188,7 @@ def _build(cls: Any, data: Any, path: str) -> Any:
     for key, value in data.items():
         where = f"{path}.{key}" if path else str(key)
         if key not in names:
-            raise ConfigError(f"{where} is not a known setting.{_suggest(str(key), names)}")
+            raise ConfigError(f"{where} is not a known setting.{suggest(str(key), names)}")
         kwargs[key] = _coerce(value, hints[key], where)
     return cls(**kwargs)
 
@@ -136,12 +201,45 @@ def check_config(config: MockConfig) -> MockConfig:
         raise ConfigError(f"port is {config.port}; expected 0..65535.")
     if config.journal_size < 1:
         raise ConfigError(f"journal_size is {config.journal_size}; expected at least 1.")
+    for provider, classes in config.rate_limits.items():
+        if provider not in ("apibox", "musicapi"):
+            raise ConfigError(f"rate_limits.{provider} is not a provider.{suggest(provider, ['apibox', 'musicapi'])}")
+        for name, limit in classes.items():
+            if name not in ("work", "poll"):
+                raise ConfigError(f"rate_limits.{provider}.{name} is not a call class.{suggest(name, ['work', 'poll'])}")
+            if limit is not None and (limit.limit < 1 or limit.window <= 0):
+                raise ConfigError(f"rate_limits.{provider}.{name} is {limit.limit}/{limit.window} s; expected a "
+                                  "limit >= 1 and a window > 0.")
+    for i, rule in enumerate(config.faults):
+        if not 0 <= rule.rate <= 1:
+            raise ConfigError(f"faults[{i}].rate is {rule.rate}; expected a number from 0 to 1.")
+        if not (rule.codes or rule.wire_faults or rule.scenarios):
+            raise ConfigError(f"faults[{i}] lists no codes, wire_faults or scenarios to draw from.")
+    for i, window in enumerate(config.maintenance):
+        parse_instant(window.start, f"maintenance[{i}].start")
+        parse_instant(window.end, f"maintenance[{i}].end")
     return config
+
+
+def parse_instant(value: float | str, path: str = "instant") -> float:
+    """Epoch seconds from a number or an ISO-8601 date-time (UTC when it names no zone)."""
+    if isinstance(value, (int, float)):
+        return float(value)
+    try:
+        parsed = datetime.fromisoformat(str(value).replace("Z", "+00:00"))
+    except ValueError:
+        raise ConfigError(f"{path} is {value!r}; expected epoch seconds or an ISO-8601 date-time.") from None
+    return (parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)).timestamp()
 
 
 def config_from_dict(data: dict[str, Any], base: MockConfig | None = None) -> MockConfig:
     """Overlay a parsed YAML mapping onto `base` (or the defaults)."""
     built = _build(MockConfig, data, "")
+    if "rate_limits" in data:  # overlay per provider and class, so setting one limit keeps the others
+        merged = {p: dict(classes) for p, classes in (base or MockConfig()).rate_limits.items()}
+        for provider, classes in built.rate_limits.items():
+            merged.setdefault(provider, {}).update(classes)
+        built = dataclasses.replace(built, rate_limits=merged)
     if base is None:
         return check_config(built)
     explicit = {k: getattr(built, k) for k in data}

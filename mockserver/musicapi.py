@@ -87,7 +87,11 @@ def _new_task(ctx: Context, kind: str, duration: float, clips: list[dict[str, An
     now = ctx.clock.now()
     task = {"id": ctx.uuid(), "api_key": ctx.api_key, "kind": kind, "created_at": now, "ready_at": now + duration,
             "clips": [c["id"] for c in clips], "webhook_url": ctx.req.json.get("webhook_url"),
-            "webhook_secret": ctx.req.json.get("webhook_secret"), "base_url": ctx.base_url}
+            "webhook_secret": ctx.req.json.get("webhook_secret"), "base_url": ctx.base_url,
+            "scenario": ctx.scenario}
+    if ctx.scenario == "callback_fails":
+        for clip in clips:
+            ctx.store.update("clip", clip["id"], {"failed": True, "error_message": "Generation failed."})
     ctx.store.put("task", task["id"], task)
     if task["webhook_url"]:
         ctx.deliveries.schedule_musicapi(task)

@@ -1,35 +1,46 @@
-"""decide(): which outcome a request gets, and why. Pure: it reads, it never mutates.
+"""decide(): which outcome a request gets, and why.
 
-Precedence: validation > directive (`Prefer:`) > precondition (the resource exists) > credits > success.
+Precedence: validation > directive (`Prefer:`) > maintenance > rate window > length limit > the resource
+exists > credits > scripted fault > seeded fault > success. decide() only reads: state arrives through
+a `View`, randomness through an injected, seeded `random.Random`; the app applies what it chose.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+import dataclasses
+import math
+import random
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, Protocol
 
 from .request import MockRequest
 from .spec import Operation
 from .validation import Violation
 
+SCENARIOS = ("callback_fails", "callback_duplicate", "callback_late", "callback_never")
+WIRE_FAULTS = ("connection_reset", "truncated_body", "malformed_json", "empty_200", "slow_dribble")
+
 
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    kind: str  # success | error | example | rejected
+    kind: str  # success | error | example | rejected | wire
     code: int  # the provider's code: the HTTP status (status transport) or the body code (body transport)
     reason: str  # why this outcome was chosen, for the journal
     message: str | None = None
     example: str | None = None  # the named example to answer with (kind == "example")
     cost: float = 0
     headers: dict[str, str] = field(default_factory=dict)
+    scenario: str | None = None  # a delivery behaviour for the task this call creates
+    wire_fault: str | None = None
+    fault_id: str | None = None  # the scripted fault this outcome uses up
+    admitted: bool = False  # the call passed the rate window, so it counts in it
 
     def as_dict(self) -> dict[str, Any]:
-        found = {"kind": self.kind, "code": self.code, "reason": self.reason}
-        if self.message is not None:
-            found["message"] = self.message
-        if self.example is not None:
-            found["example"] = self.example
+        found: dict[str, Any] = {"kind": self.kind, "code": self.code, "reason": self.reason}
+        for name in ("message", "example", "scenario", "wire_fault"):
+            if getattr(self, name) is not None:
+                found[name] = getattr(self, name)
         if self.cost:
             found["cost"] = self.cost
         return found
@@ -44,6 +55,29 @@ class Refusal:
     reason: str
 
 
+class View(Protocol):
+    """What decide() may read of the mock's state for one request."""
+
+    costs: dict[str, float]
+
+    def precheck(self) -> Refusal | None: ...
+
+    def balance(self) -> dict[str, float]: ...
+
+    def in_maintenance(self) -> bool: ...
+
+    def retry_after(self) -> float | None: ...
+
+    def scripted_fault(self) -> dict[str, Any] | None: ...
+
+    def seeded_rules(self) -> Sequence[Any]: ...
+
+
+def matches(op: Operation, pattern: str) -> bool:
+    """Does `pattern` ("*", "POST /api/v1/generate" or an operationId) name this operation?"""
+    return pattern in ("*", op.key, op.operation_id)
+
+
 def cost_key(op: Operation, req: MockRequest) -> str | None:
     """The credit-cost key of this call: `x-mock.cost` names it, or names the body field that selects it."""
     spec = op.x_mock.get("cost")
@@ -51,6 +85,22 @@ def cost_key(op: Operation, req: MockRequest) -> str | None:
         value = req.json.get(spec.get("field", ""), spec.get("default"))
         return str(value) if value is not None else None
     return str(spec) if spec else None
+
+
+def rate_class(op: Operation) -> str:
+    """`work` for calls that start work (they cost credits), `poll` for polling and balance calls."""
+    return str(op.x_mock.get("rate_class") or ("work" if op.x_mock.get("cost") else "poll"))
+
+
+def outcome_code(op: Operation, cause: str, default: int) -> int:
+    return int(op.provider.outcomes.get(cause, default))
+
+
+def error(op: Operation, cause: str, default: int, reason: str, message: str | None = None,
+          headers: dict[str, str] | None = None) -> Outcome:
+    code = outcome_code(op, cause, default)
+    text = message or op.provider.messages.get(code) or op.message_for(code)
+    return Outcome("error", code, reason, text, headers=headers or {})
 
 
 def rejection(op: Operation, violations: Sequence[Violation]) -> Outcome:
@@ -65,10 +115,21 @@ def rejection(op: Operation, violations: Sequence[Violation]) -> Outcome:
     for special in op.x_mock.get("missing_field_errors") or ():
         if len(violations) == 1 and first.pointer == f"/body/{special['field']}" and "is required" in first.message:
             return Outcome("rejected", int(special["code"]), f"validation: {first.message}", str(special["message"]))
-    code = int(op.x_mock.get("validation_code", 400))
+    code = int(op.x_mock.get("validation_code", outcome_code(op, "validation", 400)))
     message = "; ".join(f"{v.message.rstrip('.')} (expected {v.expected})" if v.expected else v.message.rstrip(".")
                         for v in violations) + "."
     return Outcome("rejected", code, f"validation: {len(violations)} violation(s)", message)
+
+
+def _retry_header(op: Operation, code: int, seconds: float) -> dict[str, str]:
+    """MusicAPI's 429 carries Retry-After (whole seconds, at least 1); api.box's 430 has no header."""
+    if op.provider.body_transport or code != outcome_code(op, "rate_limit", 429):
+        return {}
+    return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+def _refuse_directive(op: Operation, text: str) -> Outcome:
+    return Outcome("rejected", outcome_code(op, "validation", 400), "directive refused", text)
 
 
 def _directive(op: Operation, req: MockRequest) -> Outcome | None:
@@ -77,8 +138,8 @@ def _directive(op: Operation, req: MockRequest) -> Outcome | None:
         examples = op.examples()
         if name not in examples:
             listed = ", ".join(sorted(examples)) or "none"
-            return Outcome("rejected", 400, "directive refused",
-                           f"Prefer: example={name} names no example of {op.key}; documented examples: {listed}.")
+            return _refuse_directive(op, f"Prefer: example={name} names no example of {op.key}; "
+                                         f"documented examples: {listed}.")
         status, body = examples[name]
         code = body.get(op.provider.code_field, status) if op.provider.body_transport and isinstance(body, dict) \
             else status
@@ -88,8 +149,8 @@ def _directive(op: Operation, req: MockRequest) -> Outcome | None:
         documented = op.documented_codes
         if not raw.isdigit() or int(raw) not in documented:
             listed = ", ".join(str(c) for c in documented)
-            return Outcome("rejected", 400, "directive refused",
-                           f"Prefer: code={raw} is not a documented outcome of {op.key}; documented codes: {listed}.")
+            return _refuse_directive(op, f"Prefer: code={raw} is not a documented outcome of {op.key}; "
+                                         f"documented codes: {listed}.")
         code = int(raw)
         if code == (200 if op.provider.body_transport else op.success_status()):
             return None  # the ordinary success path, chosen explicitly
@@ -97,30 +158,118 @@ def _directive(op: Operation, req: MockRequest) -> Outcome | None:
             found = op.example_for_code(code)
             if found:
                 return Outcome("example", code, f"Prefer: code={code}", example=found[0])
-        return Outcome("error", code, f"Prefer: code={code}", op.message_for(code))
+        return Outcome("error", code, f"Prefer: code={code}", op.message_for(code), headers=_retry_header(op, code, 1))
     return None
 
 
-def decide(op: Operation, req: MockRequest, violations: Sequence[Violation],
-           precheck: Callable[[], Refusal | None], balance: Callable[[], dict[str, float]],
-           costs: dict[str, float]) -> Outcome:
-    """Choose the outcome of one request. `precheck` and `balance` are read-only views of the state."""
+def _scenario(op: Operation, req: MockRequest) -> tuple[str | None, Outcome | None]:
+    name = req.prefer.get("scenario")
+    if name is None:
+        return None, None
+    if name not in SCENARIOS or not op.x_mock.get("scenarios", bool(op.callbacks)):
+        where = f"{op.key} sends no callback" if not op.callbacks else f"known scenarios: {', '.join(SCENARIOS)}"
+        return None, _refuse_directive(op, f"Prefer: scenario={name} does not apply: {where}.")
+    return name, None
+
+
+def _fault_outcome(op: Operation, fault: dict[str, Any], reason: str) -> Outcome:
+    if fault.get("wire_fault") == "slow_dribble":  # the ordinary answer, sent slowly
+        return Outcome("success", 200, reason, wire_fault="slow_dribble", fault_id=fault.get("id"))
+    if fault.get("wire_fault"):
+        return Outcome("wire", 0, reason, wire_fault=str(fault["wire_fault"]), fault_id=fault.get("id"))
+    if fault.get("scenario"):
+        return Outcome("success", 200, reason, scenario=str(fault["scenario"]), fault_id=fault.get("id"))
+    code = int(fault["code"])
+    return Outcome("error", code, reason, op.message_for(code), headers=_retry_header(op, code, 1),
+                   fault_id=fault.get("id"))
+
+
+def _seeded(op: Operation, rules: Sequence[Any], rng: random.Random) -> Outcome | None:
+    for index, rule in enumerate(rules):
+        if not matches(op, rule.operation):
+            continue
+        roll = rng.random()
+        if roll >= rule.rate:
+            continue
+        choices = [("code", c) for c in rule.codes if c in op.documented_codes]
+        choices += [("wire_fault", w) for w in rule.wire_faults]
+        choices += [("scenario", s) for s in rule.scenarios if op.callbacks]
+        if choices:
+            kind, value = choices[rng.randrange(len(choices))]
+            return _fault_outcome(op, {kind: value}, f"seeded fault: faults[{index}] rolled {roll:.4f} < {rule.rate}")
+    return None
+
+
+def _too_long(op: Operation, req: MockRequest) -> Outcome | None:
+    """Per-field length limits that depend on other fields (api.box: 413 "prompt too long")."""
+    body, decided = req.json, set()
+    for rule in op.x_mock.get("limits") or ():
+        name = rule["field"]
+        when = rule.get("when") or {}
+        if name in decided or not all(body.get(k) in (v if isinstance(v, list) else [v]) for k, v in when.items()):
+            continue
+        decided.add(name)  # the first rule that applies to a field is its limit
+        value = body.get(name)
+        if isinstance(value, str) and len(value) > int(rule["max"]):
+            condition = " and ".join(f"{k}={v}" for k, v in when.items())
+            text = f"{name} is {len(value)} characters long; at most {rule['max']} are allowed" + (
+                f" when {condition}." if condition else ".")
+            return error(op, "too_long", 413, f"length limit: {name} > {rule['max']}", text)
+    return None
+
+
+def decide(op: Operation, req: MockRequest, violations: Sequence[Violation], view: View,
+           rng: random.Random) -> Outcome:
+    """Choose the outcome of one request."""
     if violations:
         return rejection(op, violations)
+    scenario, refused = _scenario(op, req)
+    if refused is not None:
+        return refused
     forced = _directive(op, req)
     if forced is not None:
         return forced
-    refusal = precheck()
+    if view.in_maintenance():
+        return error(op, "maintenance", 503, "maintenance window")
+    wait = view.retry_after()
+    if wait is not None:
+        cause = "rate_limit_poll" if rate_class(op) == "poll" and "rate_limit_poll" in op.provider.outcomes \
+            else "rate_limit"
+        code = outcome_code(op, cause, 429)
+        return error(op, cause, 429, f"rate window full: next call admitted in {wait:.3f} s",
+                     headers=_retry_header(op, code, wait))
+    return dataclasses.replace(_admitted(op, req, view, rng, scenario), admitted=True)
+
+
+def _admitted(op: Operation, req: MockRequest, view: View, rng: random.Random, scenario: str | None) -> Outcome:
+    """The outcome of a call the rate window admitted."""
+    too_long = _too_long(op, req)
+    if too_long is not None:
+        return too_long
+    refusal = view.precheck()
     if refusal is not None:
         return Outcome("error", refusal.code, refusal.reason, refusal.message)
     key = cost_key(op, req)
-    cost = float(costs.get(key, 0)) if key else 0.0
+    cost = float(view.costs.get(key, 0)) if key else 0.0
     if cost:
-        account = balance()
+        account = view.balance()
         available = account["credits"] + account["extra_credits"]
         if available < cost:
-            code = int(op.x_mock.get("credits_code", 403 if not op.provider.body_transport else 429))
-            message = op.provider.messages.get(code) or op.message_for(code)
-            return Outcome("error", code, f"credits: {available:g} left, {cost:g} needed", message)
-    reason = "Prefer: code=200" if "code" in req.prefer else "success"
-    return Outcome("success", 200, reason, cost=cost)
+            return error(op, "credits", 403, f"credits: {available:g} left, {cost:g} needed")
+    scripted = view.scripted_fault()
+    if scripted is not None:
+        outcome = _fault_outcome(op, scripted, f"scripted fault {scripted['id']} "
+                                               f"({scripted['used'] + 1} of {scripted['times']})")
+        return _with(outcome, cost, scenario)
+    seeded = _seeded(op, view.seeded_rules(), rng)
+    if seeded is not None:
+        return _with(seeded, cost, scenario)
+    reason = f"Prefer: scenario={scenario}" if scenario else ("Prefer: code=200" if "code" in req.prefer else "success")
+    return Outcome("success", 200, reason, cost=cost, scenario=scenario)
+
+
+def _with(outcome: Outcome, cost: float, scenario: str | None) -> Outcome:
+    """A fault that lets the call succeed (a delivery scenario) still charges, and keeps a requested scenario."""
+    if outcome.kind != "success":
+        return outcome
+    return dataclasses.replace(outcome, cost=cost, scenario=outcome.scenario or scenario)

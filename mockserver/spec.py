@@ -72,6 +72,7 @@ class Provider:
     message_field: str
     messages: dict[int, str]
     costs: dict[str, float]
+    outcomes: dict[str, int]  # real cause (credits, rate_limit, maintenance, ...) -> documented code
 
     @property
     def body_transport(self) -> bool:
@@ -223,6 +224,7 @@ def _provider(document: dict[str, Any], source: str) -> Provider:
         message_field=str(block.get("message_field", "message")),
         messages={int(k): str(v) for k, v in (block.get("messages") or {}).items()},
         costs={str(k): float(v) for k, v in (block.get("costs") or {}).items()},
+        outcomes={str(k): int(v) for k, v in (block.get("outcomes") or {}).items()},
     )
 
 
@@ -262,7 +264,7 @@ def _operation(provider: Provider, method: str, path: str, raw: dict[str, Any], 
         body_required=bool(body.get("required")),
         body_validator=compile_schema(body_schema) if body_schema else None,
         body_examples=body_examples,
-        secured=any(bool(req) for req in security),
+        secured=bool(security) and not any(req == {} for req in security),  # {} makes it optional
         responses=responses,
         callbacks=callbacks,
         x_mock=dict(raw.get("x-mock") or {}),

@@ -43,6 +43,34 @@ class Store(ABC):
     def charge(self, provider: str, api_key: str, cost: float) -> Record | None:
         """Take `cost` (extra credits first); return the new balance, or None and charge nothing if short."""
 
+    # -- rate windows, scripted faults, maintenance ----------------------------------------------------------
+    @abstractmethod
+    def rate_retry_after(self, key: str, now: float, limit: int, window: float) -> float | None:
+        """Seconds until the sliding window `key` admits another call, or None if it admits one now."""
+
+    @abstractmethod
+    def rate_hit(self, key: str, now: float, window: float) -> None:
+        """Count an admitted call in the window `key`."""
+
+    @abstractmethod
+    def add_fault(self, fault: Record) -> Record: ...
+
+    @abstractmethod
+    def faults(self) -> list[Record]: ...
+
+    @abstractmethod
+    def take_fault(self, fault_id: str) -> bool:
+        """Use one of the fault's remaining `times`; False if it has none left."""
+
+    @abstractmethod
+    def clear_faults(self) -> None: ...
+
+    @abstractmethod
+    def maintenance(self) -> dict[str, bool]: ...
+
+    @abstractmethod
+    def set_maintenance(self, provider: str, on: bool) -> None: ...
+
     # -- journal ----------------------------------------------------------------------------------------
     @abstractmethod
     def record(self, exchange: Record) -> None: ...
@@ -69,6 +97,10 @@ class MemoryStore(Store):
         self._ledger: dict[tuple[str, str], Record] = {}
         self._journal: deque[Record] = deque(maxlen=self._journal_size)
         self._seq = 0
+        self._windows: dict[str, deque[float]] = {}
+        self._faults: list[Record] = []
+        self._fault_seq = 0
+        self._maintenance: dict[str, bool] = {}
 
     def put(self, kind: str, rid: str, record: Record) -> None:
         self._resources.setdefault(kind, {})[rid] = record
@@ -110,6 +142,46 @@ class MemoryStore(Store):
         account["extra_credits"] -= from_extra
         account["credits"] -= cost - from_extra
         return dict(account)
+
+    def _window(self, key: str, now: float, window: float) -> deque[float]:
+        hits = self._windows.setdefault(key, deque())
+        while hits and hits[0] <= now - window:
+            hits.popleft()
+        return hits
+
+    def rate_retry_after(self, key: str, now: float, limit: int, window: float) -> float | None:
+        hits = self._window(key, now, window)
+        if len(hits) < limit:
+            return None
+        return max(0.0, hits[-limit] + window - now)
+
+    def rate_hit(self, key: str, now: float, window: float) -> None:
+        self._window(key, now, window).append(now)
+
+    def add_fault(self, fault: Record) -> Record:
+        self._fault_seq += 1
+        stored = {**fault, "id": f"fault_{self._fault_seq}", "used": 0}
+        self._faults.append(stored)
+        return dict(stored)
+
+    def faults(self) -> list[Record]:
+        return [dict(f) for f in self._faults]
+
+    def take_fault(self, fault_id: str) -> bool:
+        for fault in self._faults:
+            if fault["id"] == fault_id and fault["used"] < fault["times"]:
+                fault["used"] += 1
+                return True
+        return False
+
+    def clear_faults(self) -> None:
+        self._faults.clear()
+
+    def maintenance(self) -> dict[str, bool]:
+        return dict(self._maintenance)
+
+    def set_maintenance(self, provider: str, on: bool) -> None:
+        self._maintenance[provider] = on
 
     def record(self, exchange: Record) -> None:
         self._seq += 1

@@ -195,7 +195,7 @@ def _range_rule(rule: dict[str, Any], body: dict[str, Any]) -> Iterator[Violatio
     if end <= start:
         yield Violation("rule", f"/body/{end_name}", f"{end_name} ({end}) must be greater than {start_name} ({start}).",
                         f"{end_name} > {start_name}", end)
-    elif span is not None and end - start > span:
+    elif span is not None and end - start > span + 1e-9:  # 2.2..32.2 is 30 s, not 30.000000000000004
         yield Violation("rule", f"/body/{end_name}", f"The range {start_name}..{end_name} is {end - start:g} s long; "
                         f"at most {span:g} s is allowed.", f"{end_name} - {start_name} <= {span:g}", end - start)
 

@@ -1,0 +1,83 @@
+"""Wire faults: answers that break at the HTTP or TCP level, for testing a client's robustness.
+
+`connection_reset` and `truncated_body` need the server's socket. The app keeps uvicorn's own `send`
+in the scope (under RAW_SEND) so these faults can reach its transport; without one (in-process ASGI),
+they raise `ConnectionResetError` into the caller instead.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import socket
+import struct
+from typing import Any
+
+RAW_SEND = "stemmock.raw_send"
+
+
+def _transport(scope: dict[str, Any]) -> Any:
+    cycle = getattr(scope.get(RAW_SEND), "__self__", None)
+    return getattr(cycle, "transport", None)
+
+
+def _reset(transport: Any) -> None:
+    """Close with a TCP RST (SO_LINGER 0), as a crashed peer or a middlebox would."""
+    sock = transport.get_extra_info("socket")
+    if sock is not None:
+        try:
+            sock.setsockopt(socket.SOL_SOCKET, socket.SO_LINGER, struct.pack("ii", 1, 0))
+        except OSError:  # the socket may already be gone; closing is what matters
+            pass
+    transport.abort()
+
+
+class WireFaultResponse:
+    """An ASGI response that delivers `body` broken in the way `fault` names."""
+
+    def __init__(self, fault: str, body: bytes, status: int = 200, headers: dict[str, str] | None = None,
+                 dribble_seconds: float = 2.0) -> None:
+        self.fault = fault
+        self.body = body
+        self.status = status
+        self.headers = headers or {}
+        self.dribble_seconds = dribble_seconds
+
+    def _start(self, length: int) -> dict[str, Any]:
+        headers = [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
+        headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
+        return {"type": "http.response.start", "status": self.status, "headers": headers}
+
+    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+        transport = _transport(scope)
+        if self.fault == "connection_reset":
+            if transport is None:
+                raise ConnectionResetError("stemmock wire fault: connection_reset")
+            _reset(transport)
+            return
+        if self.fault == "truncated_body":
+            await send(self._start(len(self.body)))
+            await send({"type": "http.response.body", "body": self.body[: len(self.body) // 2], "more_body": True})
+            if transport is None:
+                raise ConnectionResetError("stemmock wire fault: truncated_body")
+            await asyncio.sleep(0)  # let the half body reach the socket before it closes
+            transport.close()
+            return
+        if self.fault == "malformed_json":
+            broken = self.body[: max(1, len(self.body) * 2 // 3)] + b"\x00<html>"
+            await send(self._start(len(broken)))
+            await send({"type": "http.response.body", "body": broken})
+            return
+        if self.fault == "empty_200":
+            await send(self._start(0))
+            await send({"type": "http.response.body", "body": b""})
+            return
+        if self.fault == "slow_dribble":
+            await send(self._start(len(self.body)))
+            pieces = max(1, min(20, len(self.body)))
+            size = -(-len(self.body) // pieces)
+            for start in range(0, len(self.body), size):
+                await asyncio.sleep(self.dribble_seconds / pieces)
+                await send({"type": "http.response.body", "body": self.body[start:start + size], "more_body": True})
+            await send({"type": "http.response.body", "body": b""})
+            return
+        raise ValueError(f"wire fault {self.fault!r} is unknown")
