@@ -51,7 +51,8 @@ def _track_ready(task: dict[str, Any], index: int, now: float) -> bool:
 
 def _track_urls(task: dict[str, Any], index: int, now: float) -> dict[str, Any]:
     track = task["tracks"][index]
-    stream = f"{task['base_url']}{audio.file_path(track['id'], 'stream', track['duration'], int(task['stages']['text'] * 1000))}"
+    text_ms = int(task["stages"]["text"] * 1000)
+    stream = task["base_url"] + audio.file_path(track["id"], "stream", track["duration"], text_ms)
     if not _track_ready(task, index, now):
         return {"audio": "", "stream": stream, "duration": None}
     ready_ms = int((task["stages"]["first"] if index == 0 else task["stages"]["complete"]) * 1000)

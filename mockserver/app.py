@@ -29,10 +29,10 @@ from .control import HANDLERS as CONTROL
 from .request import NO_BODY, MockRequest
 from .responses import error_body, json_response, render_outcome
 from .scenarios import Outcome, Refusal, decide, error, matches, rate_class, rejection
-from .validation import iter_violations
-from .wire import RAW_SEND, WireFaultResponse
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
 from .state import MemoryStore, Store
+from .validation import iter_violations
+from .wire import RAW_SEND, WireFaultResponse
 
 log = logging.getLogger("stemmock")
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]

@@ -9,8 +9,8 @@ from __future__ import annotations
 import dataclasses
 import difflib
 import os
-from datetime import UTC, datetime
 from dataclasses import dataclass, field
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
@@ -206,7 +206,8 @@ def check_config(config: MockConfig) -> MockConfig:
             raise ConfigError(f"rate_limits.{provider} is not a provider.{suggest(provider, ['apibox', 'musicapi'])}")
         for name, limit in classes.items():
             if name not in ("work", "poll"):
-                raise ConfigError(f"rate_limits.{provider}.{name} is not a call class.{suggest(name, ['work', 'poll'])}")
+                raise ConfigError(f"rate_limits.{provider}.{name} is not a call class."
+                                  f"{suggest(name, ['work', 'poll'])}")
             if limit is not None and (limit.limit < 1 or limit.window <= 0):
                 raise ConfigError(f"rate_limits.{provider}.{name} is {limit.limit}/{limit.window} s; expected a "
                                   "limit >= 1 and a window > 0.")

@@ -111,7 +111,7 @@ def rejection(op: Operation, violations: Sequence[Violation]) -> Outcome:
         message = f"{op.provider.messages[401]}: {first.message}" if op.provider.body_transport and \
             401 in op.provider.messages else first.message
         return Outcome("rejected", 401, f"security: {first.message}", message)
-    # A provider may answer a specific missing field with its own code and words (api.box: 422 "Please enter callBackUrl.").
+    # A provider may answer one missing field with its own code and words (api.box: 422 "Please enter callBackUrl.").
     for special in op.x_mock.get("missing_field_errors") or ():
         if len(violations) == 1 and first.pointer == f"/body/{special['field']}" and "is required" in first.message:
             return Outcome("rejected", int(special["code"]), f"validation: {first.message}", str(special["message"]))

@@ -82,7 +82,8 @@ def _pointer(base: str, parts: Collection[Any]) -> str:
     return base + "".join(f"/{str(p).replace('~', '~0').replace('/', '~1')}" for p in parts)
 
 
-def schema_violations(validator: Any, schema: dict[str, Any], instance: Any, base: str, kind: str) -> Iterator[Violation]:
+def schema_violations(validator: Any, schema: dict[str, Any], instance: Any, base: str,
+                      kind: str) -> Iterator[Violation]:
     """Turn jsonschema errors into Violations with a field, an expectation and the value received."""
     for error in validator.iter_errors(instance):
         where = list(error.instance_path)

@@ -161,7 +161,8 @@ def test_insufficient_credits_is_body_code_429(client: httpx.Client, mock, recei
     """A call costing more than the balance answers HTTP 200, body code 429 with the provider's words."""
     mock.set_credits("test-key", 5, provider="apibox")
     body = conforms("generateMusic", client.post("/api/v1/generate", json={
-        "customMode": False, "instrumental": False, "model": "V4_5", "prompt": "x", "callBackUrl": receiver.endpoint()}))
+        "customMode": False, "instrumental": False, "model": "V4_5", "prompt": "x",
+        "callBackUrl": receiver.endpoint()}))
     assert body == {"code": 429, "msg": "The current credits are insufficient. Please top up.", "data": None}
     assert client.get("/api/v1/generate/credit").json()["data"] == 5
 
