@@ -6,6 +6,7 @@ naming the field (as a JSON pointer into the request), what was expected, and wh
 
 from __future__ import annotations
 
+import difflib
 import json
 from collections.abc import Collection, Iterator
 from dataclasses import asdict, dataclass
@@ -100,7 +101,11 @@ def schema_violations(validator: Any, schema: dict[str, Any], instance: Any, bas
                                 "no such property")
             continue
         label = _field(where) or "the body"
-        yield Violation(kind, _pointer(base, where), f"{label}: {error.message}.", describe(parent),
+        hint = ""
+        if name == "Enum" and isinstance(error.instance, str):
+            close = difflib.get_close_matches(error.instance, [str(v) for v in parent.get("enum", ())], n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+        yield Violation(kind, _pointer(base, where), f"{label}: {error.message}.{hint}", describe(parent),
                         error.instance)
 
 

@@ -1,0 +1,109 @@
+"""The strict referee: every request a client sent, judged against the specs.
+
+It reads the mock's journal. Besides the mock's own validation (which, like the providers, ignores
+unknown fields), it flags unknown body fields and query parameters with "did you mean …?", and requests
+to paths no provider has.
+"""
+
+from __future__ import annotations
+
+import difflib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any
+
+from mockserver.spec import Operation, Spec
+
+
+@dataclass(frozen=True, slots=True)
+class ContractViolation:
+    """One broken promise: a stable title and a specific, readable detail."""
+
+    title: str
+    detail: str
+    operation: str | None = None
+    pointer: str | None = None
+
+    def __str__(self) -> str:
+        where = " ".join(p for p in (self.operation, self.pointer) if p)
+        return f"{self.title}: {where + ': ' if where else ''}{self.detail}"
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
+
+
+def _unknown_fields(op: Operation, body: Any, path: str = "/body", schema: dict[str, Any] | None = None) -> list[
+        tuple[str, str]]:
+    """(pointer, message) for each body property the schema does not declare."""
+    schema = op.body_schema if schema is None else schema
+    if not isinstance(body, dict) or not isinstance(schema, dict) or "properties" not in schema:
+        return []
+    declared = schema["properties"]
+    found = []
+    for key, value in body.items():
+        if key not in declared:
+            found.append((f"{path}/{key}", f"{key!r} is not a field of this operation; expected one of "
+                                           f"{', '.join(sorted(declared))}.{did_you_mean(key, declared)}"))
+        else:
+            found += _unknown_fields(op, value, f"{path}/{key}", declared[key])
+    return found
+
+
+class Referee:
+    """Judges journal exchanges against the specs."""
+
+    def __init__(self, specs: list[Spec]) -> None:
+        self.operations = {op.operation_id: op for spec in specs for op in spec.operations}
+        self.paths = sorted({f"{op.method} {op.path}" for op in self.operations.values()})
+
+    def review(self, exchanges: Iterable[dict[str, Any]]) -> list[ContractViolation]:
+        found: list[ContractViolation] = []
+        for exchange in exchanges:
+            found += self.review_one(exchange)
+        return found
+
+    def review_one(self, exchange: dict[str, Any]) -> list[ContractViolation]:
+        name = exchange.get("operation")
+        if name is None:
+            if str(exchange.get("path", "")).startswith("/__mock"):
+                return []
+            call = f"{exchange.get('method')} {exchange.get('path')}"
+            return [ContractViolation("request to an operation that exists",
+                                      f"no provider has {call}.{did_you_mean(call, self.paths)}")]
+        op = self.operations.get(name)
+        if op is None:  # the control plane, or a spec the referee was not given
+            return []
+        found = [ContractViolation("request is valid", self._describe(v), op.key, v.get("pointer"))
+                 for v in exchange.get("violations") or () if v.get("kind") != "security"]
+        found += [ContractViolation("request is authenticated", v["message"], op.key, v.get("pointer"))
+                  for v in exchange.get("violations") or () if v.get("kind") == "security"]
+        request = exchange.get("request") or {}
+        found += [ContractViolation("request has only documented fields", message, op.key, pointer)
+                  for pointer, message in _unknown_fields(op, request.get("body"))]
+        declared = {p.name for p in op.params if p.location == "query"}
+        for key in request.get("query") or {}:
+            if key not in declared:
+                found.append(ContractViolation(
+                    "request has only documented fields",
+                    f"query parameter {key!r} is not documented; expected "
+                    f"{', '.join(sorted(declared)) or 'none'}.{did_you_mean(key, declared)}", op.key, f"/query/{key}"))
+        return found
+
+    @staticmethod
+    def _describe(violation: dict[str, Any]) -> str:
+        text, _, hint = violation["message"].partition(" Did you mean ")
+        text = text.rstrip(".")
+        if violation.get("expected"):
+            text += f"; expected {violation['expected']}"
+        if violation.get("received") is not None:
+            text += f", got {violation['received']!r}"
+        return text + "." + (f" Did you mean {hint}" if hint else "")
+
+
+def report(violations: list[ContractViolation]) -> str:
+    """A readable block listing each violation on its own line."""
+    lines = [f"{len(violations)} contract violation(s):"]
+    lines += [f"  - {v}" for v in violations]
+    return "\n".join(lines)
