@@ -118,6 +118,9 @@ class _RequestView:
     def seeded_rules(self) -> tuple[Any, ...]:
         return self.mock.config.faults
 
+    def script_step(self) -> dict[str, Any] | None:
+        return self.mock.store.pop_script()
+
 
 class Mock:
     """The mock's parts, wired once per app."""
@@ -310,6 +313,10 @@ class Mock:
         content = b"" if request.method == "HEAD" else data[start:end + 1]
         response = Response(content, status, headers=headers)
         response.headers["Content-Length"] = str(end - start + 1)
+        # Downloads are journaled too, so the contract kit can tell a result processed twice.
+        self.store.record({"time": self.clock.now(), "operation": "download", "provider": "files",
+                           "method": request.method, "path": request.url.path,
+                           "outcome": {"kind": "file", "code": status, "reason": "file served"}})
         return response
 
 

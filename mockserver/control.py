@@ -110,6 +110,17 @@ async def clear_faults(mock: Mock, req: MockRequest) -> tuple[int, Any]:
     return 200, {"faults": []}
 
 
+@handler("set_script")
+async def set_script(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+    mock.store.set_script(list(req.json["steps"]))
+    return 200, {"steps": mock.store.script()}
+
+
+@handler("get_script")
+async def get_script(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+    return 200, {"steps": mock.store.script()}
+
+
 @handler("get_clock")
 async def get_clock(mock: Mock, req: MockRequest) -> tuple[int, Any]:
     return 200, {"mode": mock.clock.mode, "now": mock.clock.now(), "pending": len(mock.scheduler)}

@@ -72,6 +72,8 @@ class View(Protocol):
 
     def seeded_rules(self) -> Sequence[Any]: ...
 
+    def script_step(self) -> dict[str, Any] | None: ...
+
 
 def matches(op: Operation, pattern: str) -> bool:
     """Does `pattern` ("*", "POST /api/v1/generate" or an operationId) name this operation?"""
@@ -184,6 +186,25 @@ def _fault_outcome(op: Operation, fault: dict[str, Any], reason: str) -> Outcome
                    fault_id=fault.get("id"))
 
 
+def _script_step(op: Operation, step: dict[str, Any] | None) -> Outcome | None:
+    """The behaviour a script queued for this call; a code or scenario this operation lacks plays as normal."""
+    if not step:
+        return None
+    if "code" in step and int(step["code"]) in op.documented_codes and int(step["code"]) != 200:
+        return _fault_outcome(op, {"code": step["code"]}, f"script step: code={step['code']}")
+    if step.get("wire_fault"):
+        return _fault_outcome(op, {"wire_fault": step["wire_fault"]}, f"script step: {step['wire_fault']}")
+    examples = op.examples()
+    if step.get("example") in examples:  # a valid but perhaps unusual body, e.g. `data: null`
+        status, body = examples[step["example"]]
+        code = body.get(op.provider.code_field, status) if op.provider.body_transport and isinstance(body, dict) \
+            else status
+        return Outcome("example", int(code), f"script step: example={step['example']}", example=step["example"])
+    if step.get("scenario") and op.callbacks:
+        return Outcome("success", 200, f"script step: scenario={step['scenario']}", scenario=str(step["scenario"]))
+    return None
+
+
 def _seeded(op: Operation, rules: Sequence[Any], rng: random.Random) -> Outcome | None:
     for index, rule in enumerate(rules):
         if not matches(op, rule.operation):
@@ -229,6 +250,11 @@ def decide(op: Operation, req: MockRequest, violations: Sequence[Violation], vie
     forced = _directive(op, req)
     if forced is not None:
         return forced
+    scripted_step = _script_step(op, view.script_step())
+    if scripted_step is not None and scripted_step.kind != "success":
+        return scripted_step
+    if scripted_step is not None:
+        scenario = scripted_step.scenario or scenario
     if view.in_maintenance():
         return error(op, "maintenance", 503, "maintenance window")
     wait = view.retry_after()

@@ -66,6 +66,17 @@ class Store(ABC):
     def clear_faults(self) -> None: ...
 
     @abstractmethod
+    def set_script(self, steps: list[Record]) -> None:
+        """Queue one behaviour per coming provider call, in order (the contract kit's driver)."""
+
+    @abstractmethod
+    def pop_script(self) -> Record | None:
+        """The next queued behaviour, or None when the script is empty."""
+
+    @abstractmethod
+    def script(self) -> list[Record]: ...
+
+    @abstractmethod
     def maintenance(self) -> dict[str, bool]: ...
 
     @abstractmethod
@@ -99,6 +110,7 @@ class MemoryStore(Store):
         self._seq = 0
         self._windows: dict[str, deque[float]] = {}
         self._faults: list[Record] = []
+        self._script: deque[Record] = deque()
         self._fault_seq = 0
         self._maintenance: dict[str, bool] = {}
 
@@ -176,6 +188,15 @@ class MemoryStore(Store):
 
     def clear_faults(self) -> None:
         self._faults.clear()
+
+    def set_script(self, steps: list[Record]) -> None:
+        self._script = deque(dict(step) for step in steps)
+
+    def pop_script(self) -> Record | None:
+        return self._script.popleft() if self._script else None
+
+    def script(self) -> list[Record]:
+        return [dict(step) for step in self._script]
 
     def maintenance(self) -> dict[str, bool]:
         return dict(self._maintenance)

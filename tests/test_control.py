@@ -105,3 +105,15 @@ def test_readme_config_example_loads() -> None:
     assert config.keys is not None and config.keys["my-key"].credits == 500
     assert config.rate_limits["apibox"]["work"] is not None and config.faults and config.maintenance
     create_app(config)  # the mock starts with it
+
+
+def test_script_gives_each_coming_call_one_behaviour(client: httpx.Client, mock) -> None:  # type: ignore[no-untyped-def]
+    """Each provider call takes the next step; a code the operation lacks plays as normal; then calls are normal."""
+    steps = [{"code": 430}, {}, {"code": 403}, {"wire_fault": "empty_200"}]
+    assert mock.control.put("/__mock/script", json={"steps": steps}).json()["steps"] == steps
+    assert client.get("/api/v1/generate/credit").json()["code"] == 430
+    assert client.get("/api/v1/generate/credit").json()["code"] == 200
+    assert client.get("/api/v1/generate/credit").json()["code"] == 200  # 403 is not an api.box code
+    assert client.get("/api/v1/get-credits").content == b""
+    assert client.get("/api/v1/get-credits").status_code == 200
+    assert mock.control.get("/__mock/script").json() == {"steps": []}

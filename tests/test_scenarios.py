@@ -56,6 +56,9 @@ class FakeView:
     def seeded_rules(self) -> Sequence[Any]:
         return ()
 
+    def script_step(self) -> dict[str, Any] | None:
+        return None
+
 
 @pytest.fixture(scope="module")
 def status_spec() -> spec.Spec:

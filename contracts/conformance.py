@@ -1,0 +1,200 @@
+"""Client conformance, property-based: Hypothesis chooses the provider's behaviour call by call.
+
+    from contracts.conformance import check_client
+
+    def my_flow(env):                      # drives the client under test
+        client = MyClient(env.url, env.api_key, sleep=env.sleep)
+        client.separate(callback_url=env.callback_url)
+
+    check_client(my_flow, expected_errors=(MyClientError,))
+
+Each example queues a script of behaviours (normal, a documented error code, a wire fault, a callback
+scenario) for the coming provider calls, runs the client against a fresh mock with a manual clock
+(`env.sleep` moves that clock, so waits cost no time), then runs every check. A failure shrinks to the
+shortest script and is reported with the seed and a one-line replay.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+from hypothesis import HealthCheck, given, settings
+from hypothesis import seed as hypothesis_seed
+from hypothesis import strategies as st
+
+from mockserver import MockConfig, create_app
+from mockserver.scenarios import SCENARIOS, WIRE_FAULTS
+from mockserver.spec import PROVIDER_SPECS, load, spec_path
+
+from .checks import Run, run_checks
+from .live import LiveServer
+from .receiver import CallbackReceiver, Delivery
+from .referee import ContractViolation, Referee
+
+Step = dict[str, Any]
+
+
+class ConformanceFailure(AssertionError):
+    """The client broke the contract under some provider behaviour."""
+
+
+def step_strategy() -> st.SearchStrategy[Step]:
+    """One provider behaviour for one call; shrinks toward a normal answer."""
+    operations = [op for name in PROVIDER_SPECS for op in load(spec_path(name)).operations]
+    codes = sorted({c for op in operations for c in op.documented_codes if c >= 400})
+    examples = sorted({name for op in operations for name, (status, _body) in op.examples().items()
+                       if 200 <= status < 300})
+    return st.one_of(
+        st.just({}),
+        st.sampled_from(codes).map(lambda c: {"code": c}),
+        st.sampled_from(examples).map(lambda e: {"example": e}),
+        st.sampled_from(WIRE_FAULTS).map(lambda w: {"wire_fault": w}),
+        st.sampled_from(SCENARIOS).map(lambda s: {"scenario": s}),
+    )
+
+
+@dataclass
+class ClientEnv:
+    """What the client under test is given: where the mock is, a key, a callback URL, and the mock's sleep."""
+
+    url: str
+    api_key: str
+    callback_url: str
+    _control: httpx.Client
+    _receiver: CallbackReceiver
+    _seen: int = 0
+    slept: float = field(default=0.0)
+
+    @property
+    def musicapi_url(self) -> str:
+        return self.url
+
+    @property
+    def apibox_url(self) -> str:
+        return self.url
+
+    def sleep(self, seconds: float) -> None:
+        """Wait `seconds` on the mock's clock: stages, callbacks and retries due meanwhile happen now."""
+        self.slept += seconds
+        self._control.post("/__mock/clock/advance", json={"seconds": max(0.0, seconds)}).raise_for_status()
+
+    def callbacks(self) -> list[Delivery]:
+        """Callbacks delivered to `callback_url` since the last call, in arrival order."""
+        deliveries = self._receiver.accepted()
+        new, self._seen = deliveries[self._seen:], len(deliveries)
+        return new
+
+
+@dataclass
+class Result:
+    steps: list[Step]
+    violations: list[ContractViolation]
+    run: Run
+
+
+class Harness:
+    """A mock (manual clock) and a callback receiver, reused across examples and reset for each."""
+
+    def __init__(self, api_key: str = "conformance-key", credits: float = 1_000_000) -> None:
+        self.api_key = api_key
+        self.credits = credits
+        config = MockConfig(clock="manual", journal_size=100_000, dribble_seconds=0.05)
+        self.server = LiveServer(create_app(config)).start()
+        self.receiver = CallbackReceiver().start()
+        self.control = httpx.Client(base_url=self.server.url, timeout=60)
+        self.referee = Referee([load(spec_path(name)) for name in PROVIDER_SPECS])
+
+    def run(self, client: Callable[[ClientEnv], Any], steps: Sequence[Step],
+            expected_errors: tuple[type[BaseException], ...], checks: list[str] | None = None) -> Result:
+        self.control.post("/__mock/reset").raise_for_status()
+        self.receiver.clear()
+        self.control.put(f"/__mock/credits/{self.api_key}", json={"credits": self.credits}).raise_for_status()
+        self.control.put("/__mock/script", json={"steps": list(steps)}).raise_for_status()
+        env = ClientEnv(self.server.url, self.api_key, self.receiver.endpoint("callback"), self.control,
+                        self.receiver)
+        error: BaseException | None = None
+        try:
+            client(env)
+        except Exception as exc:  # judged by the checks: an expected error type, or a crash
+            error = exc
+        run = Run(self.referee, self.control.get("/__mock/journal").json()["exchanges"],
+                  self.control.get("/__mock/callbacks").json()["callbacks"], error, expected_errors)
+        return Result(list(steps), run_checks(run, checks), run)
+
+    def close(self) -> None:
+        self.control.close()
+        self.receiver.stop()
+        self.server.stop()
+
+
+def describe(result: Result, seed: int | None, client: Callable[..., Any]) -> str:
+    lines = [f"The client broke the contract when the provider behaved like this, call by call "
+             f"({len(result.steps)} step(s); {{}} = a normal answer):",
+             f"  {json.dumps(result.steps)}"]
+    lines += [f"  - {v}" for v in result.violations]
+    name = f"{getattr(client, '__module__', '?')}:{getattr(client, '__qualname__', '?')}"
+    lines.append(f"Seed: {seed}")
+    lines.append(f"Replay: python -m contracts.conformance {name} '{json.dumps(result.steps)}'")
+    return "\n".join(lines)
+
+
+def check_client(client: Callable[[ClientEnv], Any], *, expected_errors: tuple[type[BaseException], ...] = (),
+                 max_examples: int = 30, max_steps: int = 6, seed: int | None = 0, checks: list[str] | None = None,
+                 steps: st.SearchStrategy[Step] | None = None) -> None:
+    """Drive `client` under Hypothesis-chosen provider behaviour; raise ConformanceFailure with a minimal script."""
+    harness = Harness()
+    strategy = st.lists(steps or step_strategy(), max_size=max_steps)
+    failure: list[Result] = []
+
+    @settings(max_examples=max_examples, deadline=None, database=None, print_blob=False,
+              suppress_health_check=list(HealthCheck))
+    @given(strategy)
+    def examine(script: list[Step]) -> None:
+        result = harness.run(client, script, expected_errors, checks)
+        if result.violations:
+            failure[:] = [result]
+            raise ConformanceFailure(describe(result, seed, client))
+
+    if seed is not None:
+        examine = hypothesis_seed(seed)(examine)
+    try:
+        examine()
+    except ConformanceFailure:
+        raise ConformanceFailure(describe(failure[-1], seed, client)) from None
+    finally:
+        harness.close()
+
+
+def replay(client: Callable[[ClientEnv], Any], steps: Sequence[Step],
+           expected_errors: tuple[type[BaseException], ...] = ()) -> list[ContractViolation]:
+    """Run `client` once under exactly `steps`; return the violations."""
+    harness = Harness()
+    try:
+        return harness.run(client, steps, expected_errors).violations
+    finally:
+        harness.close()
+
+
+def _main(argv: list[str]) -> int:
+    import importlib
+
+    target, script = argv[0], json.loads(argv[1]) if len(argv) > 1 else []
+    module, _, name = target.partition(":")
+    client = importlib.import_module(module)
+    for part in name.split("."):
+        client = getattr(client, part)
+    found = replay(client, script)  # type: ignore[arg-type]
+    for violation in found:
+        print(f"- {violation}")
+    print(f"{len(found)} violation(s)")
+    return 1 if found else 0
+
+
+if __name__ == "__main__":
+    import sys
+
+    raise SystemExit(_main(sys.argv[1:]))
