@@ -11,20 +11,40 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from functools import lru_cache
 
 FRAME_SECONDS = 1152 / 48000  # 24 ms
 # 0xFFFB: MPEG-1 Layer III, no CRC; 0x14: 32 kbit/s at 48 kHz, no padding; 0xC0: mono.
 _FRAME = bytes([0xFF, 0xFB, 0x14, 0xC0]) + bytes(92)
 CONTENT_TYPE = "audio/mpeg"
+# Anyone can write a file URL by hand; a bound keeps a made-up duration from allocating gigabytes.
+MAX_DURATION_MS = 20 * 60 * 1000
 _PATH = re.compile(r"^/files/(?P<created>\d+)-(?P<duration>\d+)-(?P<id>[0-9A-Za-z_-]+)/(?P<name>[^/]+\.mp3)$")
 
 
-@lru_cache(maxsize=128)
+def frame_count(duration_ms: int) -> int:
+    """Frames in the file for `duration_ms`: the nearest whole number of 24 ms frames, at least one."""
+    return max(1, round(duration_ms / 1000 / FRAME_SECONDS))
+
+
+def mp3_size(duration_ms: int) -> int:
+    """Bytes in the file for `duration_ms`, without building it."""
+    return frame_count(duration_ms) * len(_FRAME)
+
+
 def mp3_bytes(duration_ms: int) -> bytes:
     """An MP3 whose decoded duration is `duration_ms` rounded to the nearest 24 ms frame (at least one)."""
-    frames = max(1, round(duration_ms / 1000 / FRAME_SECONDS))
-    return _FRAME * frames
+    # Not cached: a repetition is a memcpy, and caching up to ~1 MB per distinct duration would only grow memory.
+    return _FRAME * frame_count(duration_ms)
+
+
+def mp3_slice(duration_ms: int, start: int, end: int) -> bytes:
+    """Bytes `start..end` (inclusive, clamped to the file) of the file for `duration_ms`, built without the rest."""
+    end = min(end, mp3_size(duration_ms) - 1)
+    if end < start:
+        return b""
+    first, offset = divmod(start, len(_FRAME))
+    last = end // len(_FRAME)
+    return (_FRAME * (last - first + 1))[offset:offset + end - start + 1]
 
 
 def file_path(file_id: str, name: str, duration_s: float, created_ms: int) -> str:
@@ -43,7 +63,7 @@ class FileRef:
 
 def parse_file_path(path: str) -> FileRef | None:
     match = _PATH.match(path)
-    if not match:
+    if not match or int(match["duration"]) > MAX_DURATION_MS:
         return None
     return FileRef(int(match["created"]), int(match["duration"]), match["id"], match["name"])
 

@@ -1,13 +1,23 @@
 """Callback delivery: schedule on the clock, build the documented payload, sign, POST, retry, record.
 
-A delivery is created when its task reaches the stage it reports. Its payload is built then, from the
+A delivery is opened when its task reaches the stage it reports. Its payload is built then, from the
 same task record that polling reads, and stays fixed across retries. Each attempt is recorded (time,
 status, latency, error); after the last retry fails the delivery is given up and the task shows
 `CALLBACK_EXCEPTION`. Deliveries run on the scheduler, never inside a request.
+
+A task's `scenario` (set from `Prefer: scenario=...`) is read when the stage fires:
+
+- `callback_fails`: the task's failure body is sent instead of its result (generation: one `error`
+  callback at the `complete` instant and no `text`/`first` stages).
+- `callback_duplicate`: every delivery is made twice, same body and same `X-Webhook-Id`; the copy is a
+  second delivery record with `duplicate_of`.
+- `callback_late`: the first attempt of every delivery is made `callbacks.late_delay` seconds after the stage.
+- `callback_never`: no request is made; the delivery is recorded with state `suppressed` and no attempts.
 """
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import hashlib
 import hmac
@@ -16,8 +26,9 @@ import logging
 import time
 import uuid
 from typing import Any
+from urllib.parse import urlsplit
 
-import httpx
+import aiohttp
 
 from . import apibox, musicapi
 from .clock import Clock, Scheduler
@@ -28,6 +39,10 @@ log = logging.getLogger("stemmock.callbacks")
 
 STAGE_MESSAGES = {"text": "Text generation completed.", "first": "First song generated successfully.",
                   "complete": "All generated successfully."}
+SCENARIOS = ("callback_fails", "callback_duplicate", "callback_late", "callback_never")
+# Delivery states: pending (an attempt is due or running), delivered, failed (retries exhausted),
+# suppressed (callback_never), blocked (the URL's host is not in callbacks.allow_hosts).
+TERMINAL_STATES = ("delivered", "failed", "suppressed", "blocked")
 
 
 def musicapi_signature(secret: str, timestamp: str, body: bytes) -> str:
@@ -41,6 +56,63 @@ def apibox_signature(key: str, task_id: str, timestamp: str) -> str:
     return base64.b64encode(hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()).decode()
 
 
+def host_allowed(url: str | None, allow_hosts: tuple[str, ...]) -> bool:
+    """Whether `url` may be called: any host when `allow_hosts` is empty, else an exact or `*.domain` match."""
+    if not allow_hosts:
+        return True
+    host = (urlsplit(url or "").hostname or "").lower()
+    for allowed in (h.lower() for h in allow_hosts):
+        if host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])):
+            return True
+    return False
+
+
+class SendError(Exception):
+    """A POST that produced no HTTP status; the message starts with the failure class (ConnectError, ...)."""
+
+
+class HttpSender:
+    """Callback POSTs through aiohttp's pooled client; only the answer's status is read.
+
+    aiohttp rather than httpx here: httpx's async pool caps a burst of deliveries at a few hundred per
+    second on this kind of machine, aiohttp sends thousands.
+    """
+
+    def __init__(self, max_connections: int) -> None:
+        self.max_connections = max_connections
+        self._session: aiohttp.ClientSession | None = None
+
+    def _client(self) -> aiohttp.ClientSession:
+        if self._session is None or self._session.closed:
+            connector = aiohttp.TCPConnector(limit=self.max_connections)
+            self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
+        return self._session
+
+    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        """POST `body` to `url`; the answer's status code. Raises SendError when there is none."""
+        parts = urlsplit(url)
+        if parts.scheme not in ("http", "https") or not parts.hostname:
+            raise SendError(f"UnsupportedURL: {url!r} is not an http(s) URL")
+        try:
+            async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
+                return response.status
+        except aiohttp.ClientConnectorError as exc:
+            raise SendError(f"ConnectError: {exc}") from exc
+        except aiohttp.ServerDisconnectedError as exc:
+            raise SendError("ReadError: the connection closed before an answer") from exc
+        except aiohttp.ClientResponseError as exc:  # the peer answered something that is not HTTP
+            raise SendError(f"ProtocolError: {exc.message}") from exc
+        except aiohttp.ClientError as exc:
+            raise SendError(f"{type(exc).__name__}: {exc}") from exc
+        except ValueError as exc:  # a URL aiohttp cannot use
+            raise SendError(f"UnsupportedURL: {exc}") from exc
+
+    async def close(self) -> None:
+        if self._session is not None:
+            await self._session.close()
+            self._session = None
+
+
 class Deliveries:
     """Every callback the mock owes, and the attempts made to deliver each."""
 
@@ -49,7 +121,12 @@ class Deliveries:
         self.clock = clock
         self.scheduler = scheduler
         self.config = config
-        self._client: httpx.AsyncClient | None = None
+        self._sender: HttpSender | None = None
+        self._seq = 0
+        self._inflight: set[str] = set()  # delivery ids with an attempt on the wire
+
+    def reset(self) -> None:
+        """Restart delivery ids; the store and the scheduler are reset by their owner."""
         self._seq = 0
 
     # -- scheduling (called from actions, inside a request: cheap, no I/O) ----------------------------------
@@ -76,9 +153,22 @@ class Deliveries:
         return run
 
     # -- payloads (built when the stage is reached, from the task record) ------------------------------------
+    @staticmethod
+    def _failed(task: dict[str, Any]) -> bool:
+        return bool(task.get("failed")) or task.get("scenario") == "callback_fails"
+
     async def _generation_stage(self, task_id: str, stage: str) -> None:
         task = self.store.get("apibox_task", task_id)
         if task is None:
+            return
+        if self._failed(task):
+            # A failed generation reports once, at its terminal instant, with the documented `error` stage.
+            if stage != "complete":
+                return
+            payload = {"code": task.get("error_code") or 500,
+                       "msg": task.get("error_message") or "Generation failed.",
+                       "data": {"callbackType": "error", "task_id": task_id, "data": None}}
+            await self._open("apibox", task, "generate.error", payload)
             return
         payload = {"code": 200, "msg": STAGE_MESSAGES[stage],
                    "data": {"callbackType": stage, "task_id": task_id,
@@ -89,8 +179,9 @@ class Deliveries:
         task = self.store.get("apibox_task", task_id)
         if task is None:
             return
-        if task.get("failed"):
-            payload = {"code": task.get("error_code", 500), "msg": task.get("error_message", "Vocal separation failed"),
+        if self._failed(task):
+            payload = {"code": task.get("error_code") or 500,
+                       "msg": task.get("error_message") or "Vocal separation failed",
                        "data": {"task_id": task_id, "vocal_removal_info": None}}
             event = "vocal_removal.failed"
         else:
@@ -106,22 +197,61 @@ class Deliveries:
             return
         now = self.clock.now()
         clips = [musicapi.clip_view(c, now) for c in (self.store.get("clip", cid) for cid in task["clips"]) if c]
-        failed = any(c["state"] == "failed" for c in clips)
+        task_failed = self._failed(task)
+        if task_failed:
+            # The webhook must not show playable clips for a failed task, whatever the clip records say.
+            message = task.get("error_message") or "Generation failed."
+            clips = [{**c, "state": "failed", "audio_url": "", "duration": None, "error_message": message}
+                     for c in clips]
+        failed = task_failed or any(c["state"] == "failed" for c in clips)
         event = "song.failed" if failed else "song.completed"
-        payload = {"code": 500 if failed else 200, "message": "failed" if failed else "success", "task_id": task_id,
-                   "platform": "sonic", "event": event, "data": clips}
+        code = (task.get("error_code") or 500) if failed else 200
+        message = (task.get("error_message") or "failed") if failed else "success"
+        payload = {"code": code, "message": message, "task_id": task_id, "platform": "sonic", "event": event,
+                   "data": clips}
         await self._open("musicapi", task, event, payload)
 
     # -- delivery -------------------------------------------------------------------------------------------
-    async def _open(self, provider: str, task: dict[str, Any], event: str, payload: dict[str, Any]) -> None:
+    def _next_id(self) -> str:
+        # A reset store has forgotten the last id, so numbering restarts with the rest of the state.
+        if self._seq and self.store.get("delivery", f"dlv_{self._seq:06d}") is None:
+            self._seq = 0
         self._seq += 1
+        return f"dlv_{self._seq:06d}"
+
+    def _new(self, provider: str, task: dict[str, Any], event: str, payload: dict[str, Any],
+             scenario: str | None, **extra: Any) -> dict[str, Any]:
         url = task.get("webhook_url") if provider == "musicapi" else task.get("callback_url")
-        delivery = {"id": f"dlv_{self._seq:06d}", "provider": provider, "task_id": task["id"], "url": url,
+        delivery = {"id": self._next_id(), "provider": provider, "task_id": task["id"], "url": url,
                     "event": event, "payload": payload, "state": "pending", "attempts": [],
                     "webhook_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task['id']}/{event}")),
-                    "secret": task.get("webhook_secret"), "created_at": self.clock.now()}
+                    "secret": task.get("webhook_secret"), "scenario": scenario, "created_at": self.clock.now(),
+                    "next_attempt_at": self.clock.now(), "error": None, **extra}
+        if not host_allowed(url, self.config.callbacks.allow_hosts):
+            delivery.update(state="blocked", next_attempt_at=None,
+                            error=f"host of {url!r} is not in callbacks.allow_hosts")
+            log.warning("callback %s for task %s blocked: %s", delivery["id"], task["id"], delivery["error"])
         self.store.put("delivery", delivery["id"], delivery)
+        return delivery
+
+    async def _open(self, provider: str, task: dict[str, Any], event: str, payload: dict[str, Any]) -> None:
+        scenario = task.get("scenario") if task.get("scenario") in SCENARIOS else None
+        delivery = self._new(provider, task, event, payload, scenario)
+        if delivery["state"] != "pending":
+            return
+        if scenario == "callback_never":
+            self.store.update("delivery", delivery["id"], {"state": "suppressed", "next_attempt_at": None})
+            return
+        if scenario == "callback_late":
+            delay = self.config.callbacks.late_delay
+            self.store.update("delivery", delivery["id"], {"next_attempt_at": self.clock.now() + delay})
+            self.scheduler.after(delay, self._job(self._attempt, delivery["id"]), f"late {delivery['id']}")
+            return
         await self._attempt(delivery["id"])
+        if scenario == "callback_duplicate":
+            # The copy goes out after the original, so a receiver sees the same body twice in a row.
+            copy = self._new(provider, task, event, payload, scenario, duplicate_of=delivery["id"])
+            await self._attempt(copy["id"])
 
     def _headers(self, delivery: dict[str, Any], body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": "stemmock-callbacks"}
@@ -136,48 +266,102 @@ class Deliveries:
                 self.config.callbacks.apibox_hmac_key, delivery["task_id"], timestamp)})
         return headers
 
-    def _http(self) -> httpx.AsyncClient:
-        if self._client is None:
-            limits = httpx.Limits(max_connections=self.config.callbacks.concurrency)
-            self._client = httpx.AsyncClient(timeout=self.config.callbacks.timeout, limits=limits, trust_env=False)
-        return self._client
+    def _http(self) -> HttpSender:
+        if self._sender is None:
+            self._sender = HttpSender(self.config.callbacks.concurrency)
+        return self._sender
 
-    async def _attempt(self, delivery_id: str) -> None:
-        delivery = self.store.get("delivery", delivery_id)
-        if delivery is None or delivery["state"] != "pending":
-            return
+    async def _post(self, delivery: dict[str, Any], timeout: float) -> dict[str, Any]:
+        """One POST of the delivery's body; the attempt as recorded (status or error, latency)."""
         body = json.dumps(delivery["payload"], ensure_ascii=False, separators=(",", ":")).encode()
         attempt: dict[str, Any] = {"at": self.clock.now(), "status": None, "latency_ms": None, "error": None}
         started = time.perf_counter()
         try:
-            response = await self._http().post(delivery["url"], content=body, headers=self._headers(delivery, body))
-            attempt["status"] = response.status_code
-        except httpx.TimeoutException:
-            attempt["error"] = f"timeout after {self.config.callbacks.timeout:g} s"
-        except httpx.HTTPError as exc:
-            attempt["error"] = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+            # The provider's 15 s covers the whole attempt: connect, send and the answer's head.
+            async with asyncio.timeout(timeout):
+                status = await self._http().post(delivery["url"], body, self._headers(delivery, body))
+            attempt["status"] = status
+            if not 200 <= status < 300:
+                attempt["error"] = f"receiver answered HTTP {status}"
+        except TimeoutError:
+            attempt["error"] = f"timeout after {timeout:g} s"
+        except SendError as exc:
+            attempt["error"] = str(exc)
+        except Exception as exc:  # an attempt must end recorded, or its delivery would stay pending forever
+            log.exception("callback %s: unexpected error while sending", delivery["id"])
+            attempt["error"] = f"{type(exc).__name__}: {exc}"
         attempt["latency_ms"] = round((time.perf_counter() - started) * 1000, 3)
+        return attempt
+
+    async def _attempt(self, delivery_id: str, *, final: bool = False, timeout: float | None = None) -> None:
+        """Make one attempt; on failure schedule the next retry, or give up when none is left (or `final`)."""
+        delivery = self.store.get("delivery", delivery_id)
+        if delivery is None or delivery["state"] != "pending" or delivery_id in self._inflight:
+            return
+        self._inflight.add(delivery_id)
+        try:
+            attempt = await self._post(delivery, self.config.callbacks.timeout if timeout is None else timeout)
+        finally:
+            self._inflight.discard(delivery_id)
         attempts = [*delivery["attempts"], attempt]
         ok = attempt["status"] is not None and 200 <= attempt["status"] < 300
         retries = self.config.callbacks.retries
         if ok:
-            self.store.update("delivery", delivery_id, {"attempts": attempts, "state": "delivered"})
+            self.store.update("delivery", delivery_id, {"attempts": attempts, "state": "delivered",
+                                                        "next_attempt_at": None, "error": None})
+        elif final:
+            # Shutdown: the attempt is recorded, nothing more is scheduled; flush reports the task.
+            self.store.update("delivery", delivery_id, {"attempts": attempts, "next_attempt_at": None,
+                                                        "error": attempt["error"]})
         elif len(attempts) <= len(retries):
-            self.store.update("delivery", delivery_id, {"attempts": attempts})
-            self.scheduler.after(retries[len(attempts) - 1], self._job(self._attempt, delivery_id),
-                                 f"retry {delivery_id}")
+            delay = retries[len(attempts) - 1]
+            self.store.update("delivery", delivery_id, {"attempts": attempts, "error": attempt["error"],
+                                                        "next_attempt_at": self.clock.now() + delay})
+            self.scheduler.after(delay, self._job(self._attempt, delivery_id), f"retry {delivery_id}")
         else:
-            self.store.update("delivery", delivery_id, {"attempts": attempts, "state": "failed"})
+            self.store.update("delivery", delivery_id, {"attempts": attempts, "state": "failed",
+                                                        "next_attempt_at": None, "error": attempt["error"]})
             kind = "task" if delivery["provider"] == "musicapi" else "apibox_task"
             self.store.update(kind, delivery["task_id"], {"callback_exception": True})
-            log.warning("callback %s for task %s given up after %d attempts", delivery_id, delivery["task_id"],
-                        len(attempts))
+            log.warning("callback %s for task %s given up after %d attempts: %s", delivery_id, delivery["task_id"],
+                        len(attempts), attempt["error"])
+
+    # -- shutdown -------------------------------------------------------------------------------------------
+    async def flush(self, grace: float) -> list[str]:
+        """Attempt every pending delivery once within `grace` seconds; log and return the task ids still owed.
+
+        Meant for app shutdown, after the scheduler has stopped: retries and late first attempts that are
+        scheduled in the future are tried now, because the process will not be there when they fall due.
+        """
+        loop = asyncio.get_running_loop()
+        deadline = loop.time() + grace
+        limit = asyncio.Semaphore(self.config.callbacks.concurrency)
+
+        async def once(delivery_id: str) -> None:
+            async with limit:
+                left = deadline - loop.time()
+                if left > 0:
+                    await self._attempt(delivery_id, final=True, timeout=min(self.config.callbacks.timeout, left))
+
+        pending = [d["id"] for d in self.store.all("delivery") if d["state"] == "pending"]
+        if pending:
+            tasks = [loop.create_task(once(i)) for i in pending]
+            # Each attempt's own timeout ends by the deadline; the margin only covers scheduling overhead.
+            _done, late = await asyncio.wait(tasks, timeout=grace + 1.0)
+            for task in late:
+                task.cancel()
+            await asyncio.gather(*late, return_exceptions=True)
+        owed = sorted({d["task_id"] for d in self.store.all("delivery") if d["state"] == "pending"})
+        if owed:
+            log.warning("shutting down with %d task(s) whose callbacks were not delivered: %s", len(owed),
+                        ", ".join(owed))
+        return owed
 
     def list(self) -> list[dict[str, Any]]:
         return sorted(({k: v for k, v in d.items() if k != "secret"} for d in self.store.all("delivery")),
                       key=lambda d: d["id"])
 
     async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-            self._client = None
+        if self._sender is not None:
+            await self._sender.close()
+            self._sender = None
