@@ -26,7 +26,7 @@ from .callbacks import Deliveries, host_allowed
 from .clock import Clock, Scheduler
 from .config import MockConfig, RateLimit, parse_instant
 from .control import HANDLERS as CONTROL
-from .request import NO_BODY, MockRequest
+from .request import BAD_JSON, NO_BODY, MockRequest
 from .responses import error_body, json_response, render_outcome
 from .scenarios import Outcome, Refusal, decide, error, matches, outcome_code, rate_class, rejection
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
@@ -273,9 +273,8 @@ class Mock:
         self.store.record({
             "time": self.clock.now(), "operation": op.operation_id, "provider": op.provider.name,
             "method": req.method, "path": req.path, "api_key": req.api_key,
-            "request": {"query": req.query, "body": None if req.body is NO_BODY else (
-                req.body if not isinstance(req.body, object) or isinstance(req.body, (dict, list, str, int, float,
-                                                                                        bool)) else "<invalid JSON>")},
+            "request": {"query": req.query, "body": None if req.body is NO_BODY else
+                        "<invalid JSON>" if req.body is BAD_JSON else req.body},
             "violations": [v.as_dict() for v in violations], "outcome": outcome.as_dict(),
             "response": {"status": status, "body": body},
         })
