@@ -84,7 +84,9 @@ class HttpSender:
 
     def _client(self) -> aiohttp.ClientSession:
         if self._session is None or self._session.closed:
-            connector = aiohttp.TCPConnector(limit=self.max_connections)
+            # Idle connections are dropped after 2 s: receivers commonly close them after 5 s (uvicorn's
+            # default), and a connection reused just as the peer closes it fails a delivery for no reason.
+            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=2.0)
             self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
         return self._session
 
@@ -94,6 +96,18 @@ class HttpSender:
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SendError(f"UnsupportedURL: {url!r} is not an http(s) URL")
         try:
+            return await self._post(url, body, headers)
+        except aiohttp.ClientOSError as exc:
+            if "request body" not in str(exc):
+                raise SendError(f"ClientOSError: {exc}") from exc
+            # The request never left (a kept-alive connection closed under it): once more, on a new connection.
+            try:
+                return await self._post(url, body, {**headers, "Connection": "close"})
+            except aiohttp.ClientError as again:
+                raise SendError(f"{type(again).__name__}: {again}") from again
+
+    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        try:
             async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
                 return response.status
         except aiohttp.ClientConnectorError as exc:
@@ -102,6 +116,8 @@ class HttpSender:
             raise SendError("ReadError: the connection closed before an answer") from exc
         except aiohttp.ClientResponseError as exc:  # the peer answered something that is not HTTP
             raise SendError(f"ProtocolError: {exc.message}") from exc
+        except aiohttp.ClientOSError:
+            raise
         except aiohttp.ClientError as exc:
             raise SendError(f"{type(exc).__name__}: {exc}") from exc
         except ValueError as exc:  # a URL aiohttp cannot use

@@ -668,10 +668,13 @@ def test_sender_keeps_a_connection_alive_and_sends_the_exact_request() -> None:
 
 
 def test_sender_opens_a_new_connection_after_close() -> None:
-    """`Connection: close` costs a reconnect, not a failed delivery."""
+    """`Connection: close`, or a peer that drops a kept-alive connection, costs a reconnect, not a failed delivery."""
     closing = Scripted(b"HTTP/1.1 200 OK\r\nConnection: close\r\nContent-Length: 0\r\n\r\n", OK)
     assert send_all(closing, b"1", b"2") == [200, 200]
     assert closing.connections == 2
+    dropping = Scripted(OK, OK, OK, hang_up=True)
+    assert send_all(dropping, b"1", b"2", b"3") == [200, 200, 200]
+    assert dropping.connections == 3
 
 
 def test_sender_reports_statuses_and_failures() -> None:
