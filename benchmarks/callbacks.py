@@ -17,6 +17,7 @@ import argparse
 import asyncio
 import json
 import time
+from collections import Counter
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -93,11 +94,13 @@ async def mock_burst(tasks: int, receiver: str) -> tuple[dict[str, Any], bytes]:
         deliveries = [d for d in (await c.get("/__mock/callbacks")).json()["callbacks"] if d["url"].endswith("/cb")]
     await mock.deliveries.close()
     delivered = sum(d["state"] == "delivered" for d in deliveries)
+    errors = Counter(str(a["error"]) for d in deliveries for a in d["attempts"] if a["error"])
     latencies = [a["latency_ms"] for d in deliveries for a in d["attempts"] if a["latency_ms"] is not None]
     result = summary(start, end, seen, tasks)
     result.update(create_seconds=create_seconds, create_per_second=tasks / create_seconds, ran=advanced["ran"],
                   delivered_state=delivered, attempts=sum(len(d["attempts"]) for d in deliveries),
-                  attempt_latency_p99_ms=percentile(latencies, 99))
+                  attempt_latency_p99_ms=percentile(latencies, 99), failed_attempts=dict(errors.most_common(5)),
+                  states=dict(Counter(d["state"] for d in deliveries)))
     payload = json.dumps(deliveries[0]["payload"], separators=(",", ":")).encode() if deliveries else b"{}"
     return result, payload
 
