@@ -8,17 +8,18 @@ import sys
 import click
 import uvicorn
 
-from .app import create_app
+from .app import MockApp, create_app
 from .config import ConfigError, MockConfig, load_config
 from .spec import SpecError
 
 EXIT_BAD_CONFIG = 2
 
 
-def run(config: MockConfig, log_level: str = "info") -> None:
-    """Serve the mock on config.host:config.port until interrupted (the Python API `serve` forwards to)."""
+def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None) -> None:
+    """Serve the mock (`app`, or one built from `config`) on config.host:config.port until interrupted."""
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(create_app(config), host=config.host, port=config.port, log_level=log_level, access_log=False)
+    uvicorn.run(app or create_app(config), host=config.host, port=config.port, log_level=log_level,
+                access_log=False)
 
 
 @click.group(context_settings={"auto_envvar_prefix": "STEMMOCK", "help_option_names": ["-h", "--help"]})
@@ -39,8 +40,8 @@ def serve(host: str | None, port: int | None, config_path: str | None, seed: int
     """Serve MusicAPI and api.box on one port."""
     try:
         config = load_config(config_path, host=host, port=port, seed=seed, clock=clock, public_url=public_url)
-        create_app(config)  # fail here, with a readable message, on a bad spec or config
+        app = create_app(config)  # fail here, with a readable message, on a bad spec or config
     except (ConfigError, SpecError) as exc:
         click.echo(f"stemmock: {exc}", err=True)
         sys.exit(EXIT_BAD_CONFIG)
-    run(config, log_level)
+    run(config, log_level, app)  # the app just built: loading the specs twice doubled start-up
