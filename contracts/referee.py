@@ -7,12 +7,12 @@ to paths no provider has.
 
 from __future__ import annotations
 
-import difflib
 from collections.abc import Iterable
 from dataclasses import dataclass
 from typing import Any
 
 from mockserver.spec import Operation, Spec
+from mockserver.validation import did_you_mean
 
 
 @dataclass(frozen=True, slots=True)
@@ -27,11 +27,6 @@ class ContractViolation:
     def __str__(self) -> str:
         where = " ".join(p for p in (self.operation, self.pointer) if p)
         return f"{self.title}: {where + ': ' if where else ''}{self.detail}"
-
-
-def did_you_mean(name: str, options: Iterable[str]) -> str:
-    close = difflib.get_close_matches(name, list(options), n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _unknown_fields(op: Operation, body: Any, path: str = "/body", schema: dict[str, Any] | None = None) -> list[

@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
 import logging
 import random
 import traceback
@@ -27,7 +26,7 @@ from .clock import Clock, Scheduler
 from .config import MockConfig, RateLimit, parse_instant
 from .control import HANDLERS as CONTROL
 from .request import BAD_JSON, NO_BODY, MockRequest
-from .responses import error_body, json_response, render_outcome
+from .responses import encode, error_body, json_response, render_outcome
 from .scenarios import Outcome, Refusal, decide, error, matches, outcome_code, rate_class, rejection
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
 from .state import MemoryStore, Store
@@ -214,7 +213,7 @@ class Mock:
         if delay > 0:
             await asyncio.sleep(delay)
         if outcome.wire_fault:
-            return WireFaultResponse(outcome.wire_fault, _encode(body), status, headers,  # type: ignore[return-value]
+            return WireFaultResponse(outcome.wire_fault, encode(body), status, headers,  # type: ignore[return-value]
                                      self.config.dribble_seconds)
         return json_response(status, body, headers)
 
@@ -323,10 +322,6 @@ class Mock:
                            "method": request.method, "path": request.url.path,
                            "outcome": {"kind": "file", "code": status, "reason": "file served"}})
         return response
-
-
-def _encode(body: Any) -> bytes:
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
 
 
 class MockApp(Starlette):

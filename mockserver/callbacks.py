@@ -21,7 +21,6 @@ import asyncio
 import base64
 import hashlib
 import hmac
-import json
 import logging
 import time
 import uuid
@@ -33,6 +32,7 @@ import aiohttp
 from . import apibox, musicapi
 from .clock import Clock, Scheduler
 from .config import MockConfig
+from .responses import encode
 from .state import Store
 
 log = logging.getLogger("stemmock.callbacks")
@@ -289,7 +289,7 @@ class Deliveries:
 
     async def _post(self, delivery: dict[str, Any], timeout: float) -> dict[str, Any]:
         """One POST of the delivery's body; the attempt as recorded (status or error, latency)."""
-        body = json.dumps(delivery["payload"], ensure_ascii=False, separators=(",", ":")).encode()
+        body = encode(delivery["payload"])
         attempt: dict[str, Any] = {"at": self.clock.now(), "status": None, "latency_ms": None, "error": None}
         started = time.perf_counter()
         try:

@@ -7,7 +7,6 @@ reads a file and reports every unknown key with its path and the nearest valid n
 from __future__ import annotations
 
 import dataclasses
-import difflib
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -15,6 +14,8 @@ from pathlib import Path
 from typing import Any, get_args, get_origin, get_type_hints
 
 import yaml
+
+from .validation import did_you_mean
 
 
 class ConfigError(ValueError):
@@ -129,8 +130,7 @@ class MockConfig:
 
 
 def suggest(name: str, options: list[str]) -> str:
-    close = difflib.get_close_matches(name, options, n=1, cutoff=0.6)
-    return f" Did you mean {close[0]!r}?" if close else f" Valid keys: {', '.join(sorted(options))}."
+    return did_you_mean(name, options) or f" Valid keys: {', '.join(sorted(options))}."
 
 
 def _coerce(value: Any, hint: Any, path: str) -> Any:

@@ -18,9 +18,13 @@ def error_body(provider: Provider, code: int, message: str) -> tuple[int, dict[s
     return code, {provider.code_field: code, provider.message_field: message}
 
 
+def encode(body: Any) -> bytes:
+    """Compact UTF-8 JSON, as answers and callback bodies are sent."""
+    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+
+
 def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    content = json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
-    return Response(content, status_code=status, headers=headers, media_type="application/json")
+    return Response(encode(body), status_code=status, headers=headers, media_type="application/json")
 
 
 def render_outcome(op: Operation, outcome: Outcome) -> tuple[int, Any, dict[str, str]]:

@@ -130,6 +130,14 @@ def _retry_header(op: Operation, code: int, seconds: float) -> dict[str, str]:
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
 
 
+def _example(op: Operation, name: str, reason: str) -> Outcome:
+    """Answer the named example; its code is the body code (body transport) or its HTTP status."""
+    status, body = op.examples()[name]
+    code = body.get(op.provider.code_field, status) if op.provider.body_transport and isinstance(body, dict) \
+        else status
+    return Outcome("example", int(code), reason, example=name)
+
+
 def _refuse_directive(op: Operation, text: str) -> Outcome:
     return Outcome("rejected", outcome_code(op, "validation", 400), "directive refused", text)
 
@@ -142,10 +150,7 @@ def _directive(op: Operation, req: MockRequest) -> Outcome | None:
             listed = ", ".join(sorted(examples)) or "none"
             return _refuse_directive(op, f"Prefer: example={name} names no example of {op.key}; "
                                          f"documented examples: {listed}.")
-        status, body = examples[name]
-        code = body.get(op.provider.code_field, status) if op.provider.body_transport and isinstance(body, dict) \
-            else status
-        return Outcome("example", int(code), f"Prefer: example={name}", example=name)
+        return _example(op, name, f"Prefer: example={name}")
     if "code" in req.prefer:
         raw = req.prefer["code"]
         documented = op.documented_codes
@@ -196,10 +201,7 @@ def _script_step(op: Operation, step: dict[str, Any] | None) -> Outcome | None:
         return _fault_outcome(op, {"wire_fault": step["wire_fault"]}, f"script step: {step['wire_fault']}")
     examples = op.examples()
     if step.get("example") in examples:  # a valid but perhaps unusual body, e.g. `data: null`
-        status, body = examples[step["example"]]
-        code = body.get(op.provider.code_field, status) if op.provider.body_transport and isinstance(body, dict) \
-            else status
-        return Outcome("example", int(code), f"script step: example={step['example']}", example=step["example"])
+        return _example(op, step["example"], f"script step: example={step['example']}")
     if step.get("scenario") and op.callbacks:
         return Outcome("success", 200, f"script step: scenario={step['scenario']}", scenario=str(step["scenario"]))
     return None

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import difflib
 import json
-from collections.abc import Collection, Iterator
+from collections.abc import Collection, Iterable, Iterator
 from dataclasses import asdict, dataclass
 from typing import Any
 
@@ -32,6 +32,12 @@ class Violation:
 
     def as_dict(self) -> dict[str, Any]:
         return {**asdict(self), "field": self.field}
+
+
+def did_you_mean(name: str, options: Iterable[str]) -> str:
+    """` Did you mean 'x'?` for the closest option, or "" when none is close."""
+    close = difflib.get_close_matches(name, [str(o) for o in options], n=1, cutoff=0.6)
+    return f" Did you mean {close[0]!r}?" if close else ""
 
 
 def _short(value: Any) -> str:
@@ -101,10 +107,8 @@ def schema_violations(validator: Any, schema: dict[str, Any], instance: Any, bas
                                 "no such property")
             continue
         label = _field(where) or "the body"
-        hint = ""
-        if name == "Enum" and isinstance(error.instance, str):
-            close = difflib.get_close_matches(error.instance, [str(v) for v in parent.get("enum", ())], n=1)
-            hint = f" Did you mean {close[0]!r}?" if close else ""
+        hint = did_you_mean(error.instance, parent.get("enum", ())) if name == "Enum" and isinstance(
+            error.instance, str) else ""
         yield Violation(kind, _pointer(base, where), f"{label}: {error.message}.{hint}", describe(parent),
                         error.instance)
 
