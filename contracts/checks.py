@@ -6,6 +6,7 @@ the callbacks the mock delivered, and how the client ended.
 
 from __future__ import annotations
 
+import json
 from collections import defaultdict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -131,6 +132,47 @@ def _urls(value: Any) -> list[str]:
     return [value] if isinstance(value, str) and "/files/" in value else []
 
 
+def _ids(value: Any, key: str = "") -> set[str]:
+    """String values of id-like keys (`id`, `task_id`, `clip_id`, `audioId`, ...) anywhere in `value`."""
+    if isinstance(value, dict):
+        return {i for k, v in value.items() for i in _ids(v, str(k))}
+    if isinstance(value, list):
+        return {i for v in value for i in _ids(v, key)}
+    return {value} if isinstance(value, str) and value and key.lower().endswith("id") else set()
+
+
+def _received_at(delivery: dict[str, Any]) -> float | None:
+    """When the receiver first acknowledged `delivery` (a 2xx attempt), or None if it never did."""
+    return next((a["at"] for a in delivery.get("attempts") or () if 200 <= (a.get("status") or 0) < 300), None)
+
+
+def _paid_twice(run: Run) -> list[ContractViolation]:
+    """The same paid call, same body, charged again after a callback that carried its ids.
+
+    Downloads catch a result processed twice when the callback carries file URLs (api.box); a provider whose
+    callback carries ids the client then spends credits on (MusicAPI: clip ids for VOX) shows it as work paid
+    for twice. A retry after an error is not counted: only calls that succeeded and were charged are.
+    """
+    received = [(at, _ids(d.get("payload"))) for d in run.callbacks if (at := _received_at(d)) is not None]
+    counts: dict[tuple[str, Any, str], list[dict[str, Any]]] = defaultdict(list)
+    for exchange in run.calls():
+        outcome = exchange.get("outcome") or {}
+        body = (exchange.get("request") or {}).get("body")
+        if outcome.get("kind") != "success" or not outcome.get("cost") or not isinstance(body, dict):
+            continue
+        used = _ids(body)
+        if any(at <= exchange["time"] and used & ids for at, ids in received):
+            counts[(exchange["operation"], exchange.get("api_key"), json.dumps(body, sort_keys=True))].append(exchange)
+    found = []
+    for (name, _key, body_text), calls in counts.items():
+        if len(calls) > 1:
+            op = run.referee.operations[name]
+            found.append(_v(f"made the same paid {op.key} call {len(calls)} times ({body_text}), each charged "
+                            f"{calls[0]['outcome']['cost']:g} credit(s), with ids a callback delivered: "
+                            "a repeated callback was processed again", op.key))
+    return found
+
+
 @check("a duplicate callback is not processed twice")
 def duplicate_callback_once(run: Run) -> list[ContractViolation]:
     delivered = {u.split("/files/", 1)[1] for d in run.callbacks for u in _urls(d.get("payload"))}
@@ -139,7 +181,7 @@ def duplicate_callback_once(run: Run) -> list[ContractViolation]:
         if exchange.get("operation") == "download" and exchange.get("method") == "GET":
             counts[str(exchange["path"]).split("/files/", 1)[-1]] += 1
     return [_v(f"downloaded /files/{path} {n} times: a repeated callback was processed again")
-            for path, n in sorted(counts.items()) if n > 1 and path in delivered]
+            for path, n in sorted(counts.items()) if n > 1 and path in delivered] + _paid_twice(run)
 
 
 @check("never polls faster than documented")

@@ -6,7 +6,7 @@
         client = MyClient(env.url, env.api_key, sleep=env.sleep)
         client.separate(callback_url=env.callback_url)
 
-    check_client(my_flow, expected_errors=(MyClientError,))
+    check_client(my_flow, expected_errors=(MyClientError,), providers=["apibox"])
 
 Each example queues a script of behaviours (normal, a documented error code, a wire fault, a callback
 scenario) for the coming provider calls, runs the client against a fresh mock with a manual clock
@@ -29,6 +29,7 @@ from hypothesis import strategies as st
 from mockserver import MockConfig, create_app
 from mockserver.scenarios import SCENARIOS, WIRE_FAULTS
 from mockserver.spec import PROVIDER_SPECS, load, spec_path
+from mockserver.validation import did_you_mean
 
 from .checks import Run, run_checks
 from .live import LiveServer
@@ -42,9 +43,26 @@ class ConformanceFailure(AssertionError):
     """The client broke the contract under some provider behaviour."""
 
 
-def step_strategy() -> st.SearchStrategy[Step]:
-    """One provider behaviour for one call; shrinks toward a normal answer."""
-    operations = [op for name in PROVIDER_SPECS for op in load(spec_path(name)).operations]
+def _provider_names(providers: Sequence[str] | None) -> tuple[str, ...]:
+    """`providers` checked against the bundled specs; every provider when None."""
+    if providers is None:
+        return PROVIDER_SPECS
+    if isinstance(providers, str):  # a lone name would otherwise be read letter by letter
+        providers = [providers]
+    for name in providers:
+        if name not in PROVIDER_SPECS:
+            raise ValueError(f"provider {name!r} is unknown; expected one of {', '.join(PROVIDER_SPECS)}."
+                             f"{did_you_mean(name, PROVIDER_SPECS)}")
+    return tuple(providers)
+
+
+def step_strategy(providers: Sequence[str] | None = None) -> st.SearchStrategy[Step]:
+    """One provider behaviour for one call; shrinks toward a normal answer.
+
+    Codes and examples are drawn from the operations of `providers` (default: every provider), so a client
+    of one provider is not handed another provider's codes, which would play as normal answers.
+    """
+    operations = [op for name in _provider_names(providers) for op in load(spec_path(name)).operations]
     codes = sorted({c for op in operations for c in op.documented_codes if c >= 400})
     examples = sorted({name for op in operations for name, (status, _body) in op.examples().items()
                        if 200 <= status < 300})
@@ -144,10 +162,13 @@ def describe(result: Result, seed: int | None, client: Callable[..., Any]) -> st
 
 def check_client(client: Callable[[ClientEnv], Any], *, expected_errors: tuple[type[BaseException], ...] = (),
                  max_examples: int = 30, max_steps: int = 6, seed: int | None = 0, checks: list[str] | None = None,
-                 steps: st.SearchStrategy[Step] | None = None) -> None:
-    """Drive `client` under Hypothesis-chosen provider behaviour; raise ConformanceFailure with a minimal script."""
+                 steps: st.SearchStrategy[Step] | None = None, providers: Sequence[str] | None = None) -> None:
+    """Drive `client` under Hypothesis-chosen provider behaviour; raise ConformanceFailure with a minimal script.
+
+    `providers` (say `["musicapi"]`) limits the behaviours drawn to those the named providers document.
+    """
+    strategy = st.lists(steps or step_strategy(providers), max_size=max_steps)
     harness = Harness()
-    strategy = st.lists(steps or step_strategy(), max_size=max_steps)
     failure: list[Result] = []
 
     @settings(max_examples=max_examples, deadline=None, database=None, print_blob=False,

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import importlib
 import logging
 import sys
+from typing import ClassVar
 
 import click
 import uvicorn
@@ -22,7 +24,21 @@ def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None)
                 access_log=False)
 
 
-@click.group(context_settings={"auto_envvar_prefix": "STEMMOCK", "help_option_names": ["-h", "--help"]})
+class _Commands(click.Group):
+    """`stemmock`'s commands; those of the contract kit are imported only when run, so `serve` starts lean."""
+
+    KIT: ClassVar[dict[str, str]] = {"check-client": "contracts.check_client"}  # name -> module with `command`
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        return sorted([*super().list_commands(ctx), *self.KIT])
+
+    def get_command(self, ctx: click.Context, cmd_name: str) -> click.Command | None:
+        if cmd_name in self.KIT:
+            return importlib.import_module(self.KIT[cmd_name]).command  # type: ignore[no-any-return]
+        return super().get_command(ctx, cmd_name)
+
+
+@click.group(cls=_Commands, context_settings={"auto_envvar_prefix": "STEMMOCK", "help_option_names": ["-h", "--help"]})
 def main() -> None:
     """stemmock: local MusicAPI and api.box, from their OpenAPI specs."""
 

@@ -1,0 +1,387 @@
+"""`stemmock check-client -- <command>`: judge a client written in any language against a fresh mock.
+
+    stemmock check-client --timeout 60 -- node my_client.mjs
+
+A fresh mock (a real uvicorn server on a free loopback port) and a callback receiver start; the command
+runs as a subprocess, in its own process group, with the mock's address in its environment:
+
+    STEMMOCK_URL, STEMMOCK_MUSICAPI_URL, STEMMOCK_APIBOX_URL   base URL of the mock (both providers)
+    STEMMOCK_API_KEY                                           the key to send as `Authorization: Bearer`
+    STEMMOCK_CALLBACK_URL                                      a real receiver, for callBackUrl / webhook_url
+    STEMMOCK_CONTROL_URL                                       the control plane (`/__mock`)
+    STEMMOCK_TIME_SCALE                                        how fast task time runs (0.1: ten times faster)
+
+When the command ends (or is killed at `--timeout`), the report lists the requests per operation, every
+contract violation the referee and the behavioural checks found, and the client's coverage of the contract:
+the documented codes it met per operation and the callbacks the mock sent. `build_report` and
+`format_report` (in `contracts.coverage`) work on plain journal and delivery records, without running anything.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import functools
+import json
+import logging
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+from collections.abc import Mapping, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+from typing import IO, Any
+
+import click
+import httpx
+
+from mockserver import MockConfig, create_app, load_config
+from mockserver.config import ConfigError
+from mockserver.scenarios import SCENARIOS, WIRE_FAULTS
+from mockserver.spec import PROVIDER_SPECS, Spec, SpecError, load, spec_path
+from mockserver.validation import did_you_mean
+
+from .coverage import (
+    EXIT_COMMAND_FAILED,
+    EXIT_NOT_STARTED,
+    EXIT_OK,
+    EXIT_TIMEOUT,
+    EXIT_USAGE,
+    EXIT_VIOLATIONS,
+    CommandResult,
+    Report,
+    build_report,
+    format_report,
+)
+from .live import LiveServer
+from .receiver import CallbackReceiver
+from .referee import Referee
+
+DEFAULT_KEY = "stemmock-client"
+DEFAULT_TIMEOUT_S = 60.0
+DEFAULT_TIME_SCALE = 0.1
+KILL_GRACE_S = 2.0  # between SIGTERM and SIGKILL of the command's process group
+SETTLE_S = 2.0  # at most this long, after the command ends, for callbacks already due to go out
+JOURNAL_SIZE = 100_000
+SHUTDOWN_GRACE_S = 0.5  # the report is taken before shutdown; the last delivery tries need not be long
+
+
+class CheckClientError(Exception):
+    """A setting cannot be used; the message names it and what was expected."""
+
+
+# -- running ------------------------------------------------------------------------------------------------
+@dataclass(frozen=True)
+class CheckOptions:
+    """Everything `stemmock check-client` can be told; each field is one option."""
+
+    command: tuple[str, ...]
+    timeout: float = DEFAULT_TIMEOUT_S
+    api_key: str = DEFAULT_KEY
+    time_scale: float = DEFAULT_TIME_SCALE
+    clock: str = "real"
+    seed: int | None = None
+    config_path: str | None = None
+    credits: float | None = None
+    scenario: str | None = None
+    faults: tuple[str, ...] = ()  # "OPERATION=OUTCOME[*TIMES]"
+    script: tuple[dict[str, Any], ...] | None = None
+    strict: bool = True
+
+
+def mock_config(options: CheckOptions) -> MockConfig:
+    """The mock's config: the file (if any), durations and callback delays scaled, a journal that keeps the run."""
+    config = load_config(options.config_path, seed=options.seed, clock=options.clock)
+    factor = options.time_scale
+    durations = dataclasses.replace(config.durations, **{
+        f.name: getattr(config.durations, f.name) * factor for f in dataclasses.fields(config.durations)})
+    callbacks = dataclasses.replace(config.callbacks, retries=tuple(r * factor for r in config.callbacks.retries),
+                                    late_delay=config.callbacks.late_delay * factor,
+                                    grace=min(config.callbacks.grace, SHUTDOWN_GRACE_S))
+    return config.replace(durations=durations, callbacks=callbacks,
+                          journal_size=max(config.journal_size, JOURNAL_SIZE))
+
+
+def client_env(base_url: str, callback_url: str, options: CheckOptions,
+               environ: Mapping[str, str] | None = None) -> dict[str, str]:
+    """The command's environment: ours, plus where the mock is; loopback never goes through a proxy."""
+    env = dict(os.environ if environ is None else environ)
+    env.update({"STEMMOCK_URL": base_url, "STEMMOCK_MUSICAPI_URL": base_url, "STEMMOCK_APIBOX_URL": base_url,
+                "STEMMOCK_API_KEY": options.api_key, "STEMMOCK_CALLBACK_URL": callback_url,
+                "STEMMOCK_CONTROL_URL": f"{base_url}/__mock", "STEMMOCK_TIME_SCALE": f"{options.time_scale:g}"})
+    for name in ("NO_PROXY", "no_proxy"):
+        env[name] = ",".join(p for p in (env.get(name), "127.0.0.1", "localhost") if p)
+    return env
+
+
+def parse_fault(text: str) -> dict[str, Any]:
+    """`generateMusic=430*2` -> the body of `POST /__mock/faults`."""
+    operation, sep, outcome = text.rpartition("=")
+    if not sep or not operation.strip() or not outcome.strip():
+        raise CheckClientError(f"--fault {text!r} is not OPERATION=OUTCOME[*TIMES]; e.g. 'generateMusic=430*2' "
+                               "or 'POST /api/v1/sonic/vox=connection_reset'.")
+    outcome, _, times = outcome.partition("*")
+    body: dict[str, Any] = {"operation": operation.strip()}
+    if times:
+        if not times.strip().isdigit() or int(times) < 1:
+            raise CheckClientError(f"--fault {text!r}: times is {times!r}; expected a whole number >= 1.")
+        body["times"] = int(times)
+    outcome = outcome.strip()
+    if outcome.isdigit():
+        body["code"] = int(outcome)
+    elif outcome in WIRE_FAULTS:
+        body["wire_fault"] = outcome
+    elif outcome in SCENARIOS:
+        body["scenario"] = outcome
+    else:
+        known = [*WIRE_FAULTS, *SCENARIOS]
+        raise CheckClientError(f"--fault {text!r}: {outcome!r} is not a code, a wire fault or a scenario; expected "
+                               f"a documented code or one of {', '.join(known)}.{did_you_mean(outcome, known)}")
+    return body
+
+
+def parse_script(text: str) -> tuple[dict[str, Any], ...]:
+    """`--script` as inline JSON or a JSON file: a list of steps, or `{"steps": [...]}`."""
+    source = "--script"
+    if not text.lstrip().startswith(("[", "{")):
+        try:
+            text, source = Path(text).read_text(encoding="utf-8"), f"--script {text}"
+        except OSError as exc:
+            raise CheckClientError(f"--script {text!r} is neither inline JSON nor a readable file: "
+                                   f"{exc.strerror or exc}.") from None
+    try:
+        data = json.loads(text)
+    except ValueError as exc:
+        raise CheckClientError(f"{source} is not valid JSON: {exc}.") from None
+    steps = data.get("steps") if isinstance(data, dict) else data
+    if not isinstance(steps, list) or not all(isinstance(step, dict) for step in steps):
+        raise CheckClientError(f"{source} is {json.dumps(data)[:80]}; expected a list of steps such as "
+                               '[{"code": 430}, {}, {"wire_fault": "connection_reset"}] or {"steps": [...]}.')
+    return tuple(steps)
+
+
+def _control(client: httpx.Client, method: str, path: str, what: str, body: Any) -> None:
+    response = client.request(method, path, json=body)
+    if response.status_code >= 400:
+        try:
+            message = response.json().get("message") or response.text
+        except ValueError:
+            message = response.text
+        raise CheckClientError(f"{what}: {message}")
+
+
+def prepare(client: httpx.Client, referee: Referee, options: CheckOptions) -> None:
+    """Set the balance, the callback scenario, the faults and the script before the command starts."""
+    if options.credits is not None:
+        _control(client, "PUT", f"/__mock/credits/{options.api_key}", f"--credits {options.credits:g}",
+                 {"credits": options.credits})
+    if options.scenario:
+        for op in referee.operations.values():
+            if op.callbacks:
+                _control(client, "POST", "/__mock/faults", f"--scenario {options.scenario}",
+                         {"operation": op.operation_id, "scenario": options.scenario, "times": 1_000_000})
+    for text in options.faults:
+        _control(client, "POST", "/__mock/faults", f"--fault {text!r}", parse_fault(text))
+    if options.script is not None:
+        _control(client, "PUT", "/__mock/script", "--script", {"steps": list(options.script)})
+
+
+def _output() -> IO[str] | None:
+    """The command's output goes to our stderr, so that stdout carries only the report."""
+    try:
+        sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        return None
+    return sys.stderr
+
+
+def _signal_group(pgid: int, sig: int) -> bool:
+    """Send `sig` to the process group (0 only asks whether it exists); False when the group is gone."""
+    try:
+        os.killpg(pgid, sig)
+    except ProcessLookupError:
+        return False
+    except PermissionError:  # the group exists, but its members now run as another user
+        return True
+    return True
+
+
+def _group_running(pgid: int) -> bool:
+    """Whether a process of the group is still running; zombies nobody reaps (no init in a container) do not count."""
+    proc = Path("/proc")
+    if not proc.is_dir():
+        return _signal_group(pgid, 0)
+    for stat in proc.glob("[0-9]*/stat"):
+        try:
+            state, _ppid, group = stat.read_text().rsplit(")", 1)[1].split()[:3]
+        except (OSError, ValueError):
+            continue  # it ended while we looked
+        if group == str(pgid) and state != "Z":
+            return True
+    return False
+
+
+def _end_group(process: subprocess.Popen[bytes]) -> None:
+    """SIGTERM the command's process group, SIGKILL whatever is left after KILL_GRACE_S, reap the command.
+
+    After a normal exit this ends the background children the command left behind.
+    """
+    if _signal_group(process.pid, signal.SIGTERM):
+        _signal_group(process.pid, signal.SIGCONT)  # a stopped member acts on SIGTERM only once continued
+        deadline = time.monotonic() + KILL_GRACE_S
+        while True:
+            process.poll()  # reap the leader, so that an exited one no longer counts as a member
+            if not _group_running(process.pid):
+                break
+            if time.monotonic() >= deadline:
+                _signal_group(process.pid, signal.SIGKILL)
+                break
+            time.sleep(0.02)
+    process.wait()
+
+
+def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> CommandResult:
+    """Run `argv` in its own process group; kill the group at `timeout`. Never waits longer than that + grace."""
+    started = time.monotonic()
+    try:
+        process = subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=_output(),
+                                   stderr=_output(), start_new_session=True)
+    except OSError as exc:
+        return CommandResult(tuple(argv), None, 0.0, error=f"{exc.strerror or exc} ({argv[0]!r})")
+    timed_out = False
+    try:
+        process.wait(timeout)
+    except subprocess.TimeoutExpired:
+        timed_out = True
+    finally:  # also on Ctrl-C
+        seconds = time.monotonic() - started
+        _end_group(process)
+    return CommandResult(tuple(argv), process.returncode, seconds, timed_out)
+
+
+def settle(client: httpx.Client, app: Any, seconds: float = SETTLE_S) -> None:
+    """Wait (at most `seconds`) until nothing that already fell due is still to run or to be sent."""
+    mock = app.state.mock
+    if mock.clock.mode != "real":
+        return  # a manual clock runs everything due before `advance` answers
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        now = mock.clock.now()
+        due = mock.scheduler.next_due()
+        deliveries = client.get("/__mock/callbacks").json()["callbacks"]
+        busy = any(d["state"] == "pending" and (d.get("next_attempt_at") or 0) <= now for d in deliveries)
+        if not busy and (due is None or due > now):
+            return
+        time.sleep(0.02)
+
+
+@functools.cache
+def _specs() -> tuple[Spec, ...]:
+    return tuple(load(spec_path(name)) for name in PROVIDER_SPECS)
+
+
+def provider_specs() -> list[Spec]:
+    """Both providers' specs, loaded once per process (they are read-only)."""
+    return list(_specs())
+
+
+def _stop_together(*servers: LiveServer | CallbackReceiver) -> None:
+    """Stop servers concurrently: each takes a tick of uvicorn's main loop to notice."""
+    threads = [threading.Thread(target=server.stop, name="stemmock-stop") for server in servers]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+
+def check_client(options: CheckOptions) -> Report:
+    """Run the command against a fresh mock and judge it. Raises CheckClientError, ConfigError or SpecError."""
+    if not options.command:
+        raise CheckClientError("no command given; expected `stemmock check-client [options] -- <command> [args]`.")
+    config = mock_config(options)
+    specs = provider_specs()
+    app = create_app(config, specs=specs)
+    referee = Referee(specs)
+    receiver, server = CallbackReceiver().start(), LiveServer(app)
+    try:
+        server.start()
+        with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
+            prepare(client, referee, options)
+            env = client_env(server.url, receiver.endpoint("callback"), options)
+            result = run_command(options.command, env, options.timeout)
+            settle(client, app)
+            exchanges = client.get("/__mock/journal").json()["exchanges"]
+            deliveries = client.get("/__mock/callbacks").json()["callbacks"]
+    finally:
+        _stop_together(server, receiver)
+    return build_report(referee, exchanges, deliveries, result, strict=options.strict, receiver_url=receiver.url,
+                        time_scale=options.time_scale, journal_size=config.journal_size)
+
+
+# -- the command --------------------------------------------------------------------------------------------
+EPILOG = f"""\b
+The command gets, in its environment:
+  STEMMOCK_URL, STEMMOCK_MUSICAPI_URL, STEMMOCK_APIBOX_URL  the mock's base URL
+  STEMMOCK_API_KEY       the key to send (Authorization: Bearer)
+  STEMMOCK_CALLBACK_URL  a receiver to pass as callBackUrl / webhook_url
+  STEMMOCK_CONTROL_URL   the control plane (/__mock), e.g. to advance a manual clock
+  STEMMOCK_TIME_SCALE    how fast task time runs (0.1: stages come ten times sooner)
+Its stdout and stderr go to stderr; stdout carries only the report.
+
+\b
+Exit codes:
+  {EXIT_OK}  the command succeeded and kept the contract
+  {EXIT_VIOLATIONS}  contract violations (with --strict, the default)
+  {EXIT_USAGE}  bad options, config or script; nothing was run
+  {EXIT_COMMAND_FAILED}  the command exited non-zero or was killed by a signal
+  {EXIT_TIMEOUT}  the command was still running at --timeout; its process group was killed
+  {EXIT_NOT_STARTED}  the command could not be started
+"""
+
+
+@click.command("check-client", epilog=EPILOG, short_help="Judge a client in any language against a fresh mock.",
+               context_settings={"help_option_names": ["-h", "--help"]})
+@click.option("--timeout", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIMEOUT_S, show_default=True,
+              help="Seconds before the command's process group is killed.")
+@click.option("--api-key", default=DEFAULT_KEY, show_default=True, help="The key handed to the command.")
+@click.option("--time-scale", type=click.FloatRange(min=0, min_open=True), default=DEFAULT_TIME_SCALE,
+              show_default=True, help="Multiplies task durations, callback delays and documented poll intervals.")
+@click.option("--clock", type=click.Choice(["real", "manual"]), default="real", show_default=True,
+              help="manual: time moves only when the command calls $STEMMOCK_CONTROL_URL/clock/advance.")
+@click.option("--seed", type=int, default=None, help="Seed for ids and random faults (default 0).")
+@click.option("--config", "config_path", type=click.Path(dir_okay=False), default=None,
+              help="A stemmock YAML config (keys, costs, rate limits, faults, ...).")
+@click.option("--credits", type=float, default=None, help="Opening balance of the command's key.")
+@click.option("--scenario", type=click.Choice(list(SCENARIOS)), default=None,
+              help="How every task's callbacks behave.")
+@click.option("--fault", "faults", multiple=True, metavar="OPERATION=OUTCOME[*TIMES]",
+              help="Fail the next calls of an operation: a documented code, a wire fault or a scenario, "
+                   "e.g. 'generateMusic=430*2'. Repeatable.")
+@click.option("--script", "script_text", default=None, metavar="JSON|FILE",
+              help='One behaviour per coming provider call, e.g. \'[{"code": 430}, {}]\' (PUT /__mock/script).')
+@click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--strict/--no-strict", default=True, show_default=True,
+              help="Whether contract violations fail the run (they are reported either way).")
+@click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
+def command(timeout: float, api_key: str, time_scale: float, clock: str, seed: int | None, config_path: str | None,
+            credits: float | None, scenario: str | None, faults: tuple[str, ...], script_text: str | None,
+            as_json: bool, strict: bool, argv: tuple[str, ...]) -> None:
+    """Run a client, in any language, against a fresh mock and report how it kept the contract."""
+    logger = logging.getLogger("stemmock")
+    level = logger.level
+    logger.setLevel(logging.ERROR)  # callbacks still owed at shutdown are in the report already
+    try:
+        options = CheckOptions(argv, timeout, api_key, time_scale, clock, seed, config_path, credits,
+                               scenario, tuple(faults), parse_script(script_text) if script_text else None, strict)
+        for text in options.faults:
+            parse_fault(text)  # a typo stops here, before anything starts
+        report = check_client(options)
+    except (CheckClientError, ConfigError, SpecError) as exc:
+        click.echo(f"stemmock check-client: {exc}", err=True)
+        sys.exit(EXIT_USAGE)
+    finally:
+        logger.setLevel(level)
+    click.echo(json.dumps(report.as_dict(), indent=2, default=str) if as_json else format_report(report))
+    sys.exit(report.exit_code)
