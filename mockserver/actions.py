@@ -8,7 +8,6 @@ an action are served from their examples, so a spec can grow without Python chan
 from __future__ import annotations
 
 import random
-import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -22,6 +21,10 @@ if TYPE_CHECKING:
     from .request import MockRequest
     from .spec import Operation
     from .state import Store
+
+# The version (4) and variant (RFC 4122) bits uuid.UUID(version=4) sets.
+_UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
+_UUID4_SET = (0x4000 << 64) | (0x8000 << 48)
 
 
 @dataclass
@@ -48,7 +51,10 @@ class Context:
         return self.op.provider.name
 
     def uuid(self) -> str:
-        return str(uuid.UUID(int=self.rng.getrandbits(128), version=4))
+        """A version-4 UUID from the seeded rng: `str(uuid.UUID(int=bits, version=4))`, without the object."""
+        bits = self.rng.getrandbits(128) & _UUID4_CLEAR | _UUID4_SET
+        text = f"{bits:032x}"
+        return f"{text[:8]}-{text[8:12]}-{text[12:16]}-{text[16:20]}-{text[20:]}"
 
     def hex_id(self) -> str:
         return f"{self.rng.getrandbits(128):032x}"

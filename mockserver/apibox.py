@@ -46,7 +46,7 @@ def generation_status(task: dict[str, Any], now: float) -> str:
 
 
 def _track_ready(task: dict[str, Any], index: int, now: float) -> bool:
-    return now >= (task["stages"]["first"] if index == 0 else task["stages"]["complete"])
+    return bool(now >= (task["stages"]["first"] if index == 0 else task["stages"]["complete"]))
 
 
 def _track_urls(task: dict[str, Any], index: int, now: float) -> dict[str, Any]:

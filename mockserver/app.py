@@ -1,23 +1,27 @@
 """create_app(config): both providers' routes built from their specs, the request pipeline, /__mock/*, /files/*.
 
-One request, end to end (`Mock.handle`): route -> parse -> validate -> decide -> apply -> render ->
-(callbacks were scheduled by apply) -> journal.
+One request, end to end: `Mock.respond` routes and parses it, `Mock.handle` validates -> decides -> applies ->
+renders -> (callbacks were scheduled by apply) -> journals. Provider and control requests reach the mock straight
+from the ASGI scope (`MockApp`); Starlette serves the lifespan and /files/*.
 """
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import random
+import re
 import traceback
 from collections.abc import AsyncIterator
 from typing import Any
 
 from starlette.applications import Starlette
 from starlette.requests import Request
-from starlette.responses import Response
+from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
+from starlette.types import Receive, Scope, Send
 
 from . import audio
 from .actions import Action, Context, load_actions
@@ -25,16 +29,19 @@ from .callbacks import Deliveries, host_allowed
 from .clock import Clock, Scheduler
 from .config import MockConfig, RateLimit, parse_instant
 from .control import HANDLERS as CONTROL
-from .request import BAD_JSON, NO_BODY, MockRequest
-from .responses import encode, error_body, json_response, render_outcome
-from .scenarios import Outcome, Refusal, decide, error, matches, outcome_code, rate_class, rejection
+from .request import BAD_JSON, NO_BODY, MockRequest, read_body, scope_headers, scope_query, url_path
+from .responses import JsonResponse, encode, error_body, json_response, render_outcome
+from .scenarios import Outcome, Refusal, decide, error, matches, outcome_code, rate_class, rate_limited, rejection
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
-from .state import MemoryStore, Store
+from .state import CountedRandom, Store, open_store
 from .validation import iter_violations
 from .wire import RAW_SEND, WireFaultResponse
 
 log = logging.getLogger("stemmock")
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
+_METHODS = frozenset(ALL_METHODS)
+_CATCH_ALL = re.compile(r"^/.*$")  # what the route `/{path:path}` matches
+_SERVER_ERROR = PlainTextResponse("Internal Server Error", status_code=500)  # Starlette's answer to an unhandled error
 
 
 class Router:
@@ -42,7 +49,7 @@ class Router:
 
     def __init__(self, specs: list[Spec]) -> None:
         self.literal: dict[str, dict[str, Operation]] = {}
-        self.templated: list[tuple[Any, dict[str, Operation]]] = []
+        self.templated: list[tuple[Any, str, dict[str, Operation]]] = []
         templated: dict[str, dict[str, Operation]] = {}
         for spec in specs:
             for op in spec.operations:
@@ -51,22 +58,21 @@ class Router:
                     raise SpecError(f"{op.key} is declared twice ({spec.source}).")
                 table[op.path][op.method] = op
         for path, methods in templated.items():
-            self.templated.append((next(iter(methods.values())).pattern, methods))
+            self.templated.append((next(iter(methods.values())).pattern, path, methods))
+        # The methods each path allows, as a 405 lists them: sorted once, shared by every match (read-only).
+        self.allowed = {path: sorted(methods) for path, methods in [*self.literal.items(), *templated.items()]}
         self.specs = specs
 
     def match(self, method: str, path: str) -> tuple[Operation | None, list[str], dict[str, str]]:
         """(operation, methods allowed on the path, path parameters)."""
         methods = self.literal.get(path)
-        params: dict[str, str] = {}
-        if methods is None:
-            for pattern, candidates in self.templated:
-                found = pattern.match(path)
-                if found:
-                    methods, params = candidates, found.groupdict()
-                    break
-        if methods is None:
-            return None, [], {}
-        return methods.get(method), sorted(methods), params
+        if methods is not None:
+            return methods.get(method), self.allowed[path], {}
+        for pattern, template, candidates in self.templated:
+            found = pattern.match(path)
+            if found:
+                return candidates.get(method), self.allowed[template], found.groupdict()
+        return None, [], {}
 
     def provider_of(self, path: str) -> Spec | None:
         """The provider whose paths share the longest prefix with `path` (None on a tie or no overlap)."""
@@ -124,7 +130,10 @@ class _RequestView:
         return self.mock.config.faults
 
     def script_step(self) -> dict[str, Any] | None:
-        return self.mock.store.pop_script()
+        """The call's scripted behaviour, taken from the script once however often decide asks."""
+        if not hasattr(self, "_step"):
+            self._step = self.mock.store.pop_script()
+        return self._step
 
 
 class Mock:
@@ -145,31 +154,29 @@ class Mock:
         self.costs = {s.provider.name: {**s.provider.costs, **config.costs} for s in self.specs}
         self.known_keys = set(config.keys) if config.keys is not None else None
         self.windows = [(parse_instant(w.start), parse_instant(w.end), w.provider) for w in config.maintenance]
-        self.clock = Clock(config.clock, config.clock_start)
-        self.scheduler = Scheduler(self.clock, config.callbacks.concurrency)
-        opening = {k: {"credits": v.credits, "extra_credits": v.extra_credits} for k, v in (config.keys or {}).items()}
-        self.store = store or MemoryStore({"credits": config.default_credits,
-                                           "extra_credits": config.default_extra_credits},
-                                          config.journal_size, opening)
+        self.store = store or open_store(config)
+        self.clock = Clock(config.clock, config.clock_start, self.store)
+        self.scheduler = Scheduler(self.clock, self.store, config.callbacks.concurrency)
         self.deliveries = Deliveries(self.store, self.clock, self.scheduler, config)
         self._seed_rngs()
 
     def _seed_rngs(self) -> None:
-        # Separate streams, so that adding a fault rule does not change the ids a session gets.
-        self.rng = random.Random(self.config.seed)
+        # Separate streams, so that adding a fault rule does not change the ids a session gets. Workers sharing
+        # a store draw ids from its counter, so that two of them never hand out the same id.
+        self.rng = CountedRandom(self.store, self.config.seed) if self.store.shared else random.Random(self.config.seed)
         self.fault_rng = random.Random(f"faults/{self.config.seed}")
         self.latency_rng = random.Random(f"latency/{self.config.seed}")
 
     def reset(self) -> None:
         """Forget all state: resources, balances, journal, faults, pending callbacks; ids restart from the seed."""
         self.store.reset()
-        self.scheduler.clear()
-        self.deliveries.reset()
         self._seed_rngs()
 
     def in_maintenance(self, provider: str) -> bool:
         if self.store.maintenance().get(provider):
             return True
+        if not self.windows:
+            return False
         now = self.clock.now()
         return any(start <= now < end and who in (None, "", provider) for start, end, who in self.windows)
 
@@ -185,37 +192,65 @@ class Mock:
         return 0.0
 
     # -- the pipeline ---------------------------------------------------------------------------------------
-    def base_url(self, request: Request) -> str:
+    def base_url(self, scope: Scope) -> str:
+        """The origin of the URLs handed out: `public_url`, else the one the request was sent to."""
         if self.config.public_url:
             return self.config.public_url.rstrip("/")
-        return str(request.base_url).rstrip("/")
+        host = None
+        for name, value in scope["headers"]:
+            if name == b"host":  # the first one, as Starlette reads it
+                host = value
+                break
+        server = scope.get("server")
+        return _origin(scope.get("scheme", "http"), host, tuple(server) if server else None,
+                       scope.get("root_path", ""), scope.get("app_root_path"))
 
-    async def handle(self, request: Request) -> Response:
-        op, allowed, params = self.router.match(request.method, request.url.path)
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        """ASGI: a provider or control-plane request, read from the scope and answered with raw `send`."""
+        try:
+            response = await self.respond(scope, receive)
+        except Exception:
+            await _SERVER_ERROR(scope, receive, send)  # as Starlette answers an unhandled error; the server logs it
+            raise
+        await response(scope, receive, send)
+
+    async def respond(self, scope: Scope, receive: Receive) -> JsonResponse | WireFaultResponse:
+        """Route the request and read it: the provider's 404/405, the control plane's answer, or `handle`'s."""
+        method, path = scope["method"], url_path(scope["path"])
+        op, allowed, params = self.router.match(method, path)
         if op is None:
-            return self._no_route(request, allowed)
-        req = MockRequest(request.method, request.url.path, {k.lower(): v for k, v in request.headers.items()},
-                          dict(request.query_params), await request.body(), params, self.base_url(request))
+            return self._no_route(method, path, allowed)
+        req = MockRequest(method, path, scope_headers(scope), scope_query(scope), await read_body(receive), params,
+                          self.base_url(scope))
         if op.provider.name == "control":
             return await self._control(op, req)
+        return await self.handle(op, req)
+
+    async def handle(self, op: Operation, req: MockRequest) -> JsonResponse | WireFaultResponse:
+        """One provider call: validate, decide, apply, render, journal."""
         delay = self.latency(op)
+        # One call is one instant: a shared clock is read once for it, not once per use.
+        with self.clock.pinned() if self.store.shared else contextlib.nullcontext():
+            status, body, headers, outcome = self._answer_and_journal(op, req)
+        if delay > 0:
+            await asyncio.sleep(delay)
+        if outcome.wire_fault:
+            return WireFaultResponse(outcome.wire_fault, encode(body), status, headers, self.config.dribble_seconds)
+        return json_response(status, body, headers)
+
+    def _answer_and_journal(self, op: Operation, req: MockRequest) -> tuple[int, Any, dict[str, str], Outcome]:
         try:
             status, body, headers, outcome, violations = self._answer(op, req)
         except Exception as exc:  # never a bare 500: the provider's own server error, and the cause journaled
             log.exception("%s failed", op.key)
             outcome = Outcome("error", 500, f"mock error: {type(exc).__name__}: {exc}", op.message_for(500))
             status, body = error_body(op.provider, 500, outcome.message or "Internal Server Error")
-            headers, violations = {}, []
+            headers = {}
             self.store.record({"time": self.clock.now(), "operation": op.operation_id, "method": req.method,
                                "path": req.path, "outcome": outcome.as_dict(), "error": traceback.format_exc()})
         else:
             self._journal(op, req, violations, outcome, status, body)
-        if delay > 0:
-            await asyncio.sleep(delay)
-        if outcome.wire_fault:
-            return WireFaultResponse(outcome.wire_fault, encode(body), status, headers,  # type: ignore[return-value]
-                                     self.config.dribble_seconds)
-        return json_response(status, body, headers)
+        return status, body, headers, outcome
 
     def _answer(self, op: Operation, req: MockRequest) -> tuple[int, Any, dict[str, str], Outcome, list[Any]]:
         violations = iter_violations(op, req, self.known_keys)
@@ -225,12 +260,18 @@ class Mock:
         provider = op.provider.name
         view = _RequestView(self, op, ctx, action)
         outcome = decide(op, req, violations, view, self.fault_rng)
-        if outcome.fault_id:
-            self.store.take_fault(outcome.fault_id)
+        while outcome.fault_id and not self.store.take_fault(outcome.fault_id):
+            # Another worker used the fault's last turn since decide looked: decide again without it (a script
+            # step already taken is not taken twice).
+            outcome = decide(op, req, violations, view, self.fault_rng)
         if outcome.admitted:
             limit, key = self.rate_window(op, ctx.api_key)
-            if limit is not None:
-                self.store.rate_hit(key, self.clock.now(), limit.window)
+            if limit is not None and not self.store.rate_hit(key, self.clock.now(), limit.limit, limit.window):
+                # Another worker filled the window since decide looked: refuse, count nothing.
+                wait = self.store.rate_retry_after(key, self.clock.now(), limit.limit, limit.window) or 0.0
+                outcome = rate_limited(op, wait)
+                status, body, headers = render_outcome(op, outcome)
+                return status, body, headers, outcome, violations
         if outcome.kind == "wire":  # an answer that looks like success until it breaks
             return 200, self._first_example(op)[1], {}, outcome, violations
         if outcome.kind != "success":
@@ -248,7 +289,7 @@ class Mock:
         reply = action.run(ctx)
         return reply.status, reply.body, dict(reply.headers), outcome, violations
 
-    async def _control(self, op: Operation, req: MockRequest) -> Response:
+    async def _control(self, op: Operation, req: MockRequest) -> JsonResponse:
         token = self.config.admin_token
         if token and req.api_key != token:
             return json_response(401, {"code": 401, "message": "The admin token is missing or wrong."})
@@ -278,8 +319,7 @@ class Mock:
             "response": {"status": status, "body": body},
         })
 
-    def _no_route(self, request: Request, allowed: list[str]) -> Response:
-        path, method = request.url.path, request.method
+    def _no_route(self, method: str, path: str, allowed: list[str]) -> JsonResponse:
         spec = self.router.provider_of(path)
         if allowed:  # the path exists, the method does not
             message = f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}."
@@ -299,7 +339,7 @@ class Mock:
         return json_response(status if spec.provider.body_transport else 404, body)
 
     # -- files ------------------------------------------------------------------------------------------------
-    async def serve_file(self, request: Request) -> Response:
+    async def serve_file(self, request: Request) -> Response | JsonResponse:
         ref = audio.parse_file_path(request.url.path)
         if ref is None or self.clock.now_ms() - ref.created_ms > self.config.file_retention * 1000:
             return json_response(404, {"code": 404, "message": "File not found or expired."})
@@ -324,12 +364,38 @@ class Mock:
         return response
 
 
+@functools.lru_cache(maxsize=256)
+def _origin(scheme: str, host: bytes | None, server: tuple[str, int] | None, root_path: str,
+            app_root_path: str | None) -> str:
+    """Starlette's `request.base_url` without the trailing `/`, for the parts of the scope it reads."""
+    scope = {"type": "http", "scheme": scheme, "server": server, "root_path": root_path, "path": root_path,
+             "query_string": b"", "headers": [] if host is None else [(b"host", host)]}
+    if app_root_path is not None:
+        scope["app_root_path"] = app_root_path
+    return str(Request(scope).base_url).rstrip("/")
+
+
+def _to_mock(scope: Scope) -> bool:
+    """Whether Starlette would route this request to the mock's catch-all route (so its routing can be skipped)."""
+    method, path = scope["method"], scope["path"]
+    return method in _METHODS and not scope.get("root_path") and _CATCH_ALL.match(path) is not None and not (
+        method in ("GET", "HEAD") and path.startswith("/files/"))
+
+
 class MockApp(Starlette):
-    """Starlette, plus the server's own `send` kept in the scope for the wire faults that need the socket."""
+    """Starlette for the lifespan and /files/*; provider and control-plane requests go straight to the mock.
+
+    The server's own `send` is kept in the scope for the wire faults that need the socket.
+    """
+
+    mock: Mock
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
             scope[RAW_SEND] = send
+            if _to_mock(scope):
+                await self.mock(scope, receive, send)
+                return
         await super().__call__(scope, receive, send)
 
 
@@ -342,17 +408,21 @@ def create_app(config: MockConfig | None = None, *, specs: list[Spec] | None = N
         mock.scheduler.start()
         yield
         pending = await mock.scheduler.stop(mock.config.callbacks.grace)
-        stages = [label for label in pending if not label.startswith("retry ")]
-        if stages:  # stages not reached yet owe no callback so far; say which would have come
-            shown = "; ".join(stages[:20]) + ("; ..." if len(stages) > 20 else "")
-            log.info("shutting down before %d task stages: %s", len(stages), shown)
-        await mock.deliveries.flush(mock.config.callbacks.grace)  # logs the task ids still owed a callback
+        if mock.store.shared:  # the jobs stay in the store: the next start (or another worker) runs them
+            log.info("stopping; %d job(s) stay queued in the store", len(mock.scheduler))
+        else:
+            stages = [label for label in pending if not label.startswith("retry ")]
+            if stages:  # stages not reached yet owe no callback so far; say which would have come
+                shown = "; ".join(stages[:20]) + ("; ..." if len(stages) > 20 else "")
+                log.info("shutting down before %d task stages: %s", len(stages), shown)
+            await mock.deliveries.flush(mock.config.callbacks.grace)  # logs the task ids still owed a callback
         await mock.deliveries.close()
+        mock.store.close()
 
     routes = [
         Route("/files/{rest:path}", mock.serve_file, methods=["GET", "HEAD"]),
-        Route("/{path:path}", mock.handle, methods=ALL_METHODS),
+        Route("/{path:path}", mock, methods=ALL_METHODS),  # the mock is an ASGI app
     ]
     app = MockApp(routes=routes, lifespan=lifespan)
-    app.state.mock = mock
+    app.state.mock = app.mock = mock
     return app

@@ -19,6 +19,7 @@ CONTENT_TYPE = "audio/mpeg"
 # Anyone can write a file URL by hand; a bound keeps a made-up duration from allocating gigabytes.
 MAX_DURATION_MS = 20 * 60 * 1000
 _PATH = re.compile(r"^/files/(?P<created>\d+)-(?P<duration>\d+)-(?P<id>[0-9A-Za-z_-]+)/(?P<name>[^/]+\.mp3)$")
+_UNSAFE_NAME = re.compile(r"[^0-9A-Za-z_.-]")
 
 
 def frame_count(duration_ms: int) -> int:
@@ -49,7 +50,7 @@ def mp3_slice(duration_ms: int, start: int, end: int) -> bytes:
 
 def file_path(file_id: str, name: str, duration_s: float, created_ms: int) -> str:
     """The path (under the mock's origin) of a file lasting `duration_s` that was handed out at `created_ms`."""
-    safe = re.sub(r"[^0-9A-Za-z_.-]", "_", name)
+    safe = _UNSAFE_NAME.sub("_", name)
     return f"/files/{created_ms}-{round(duration_s * 1000)}-{file_id}/{safe}.mp3"
 
 

@@ -24,16 +24,17 @@ import hmac
 import logging
 import time
 import uuid
-from typing import Any
+from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
-
-import aiohttp
 
 from . import apibox, musicapi
 from .clock import Clock, Scheduler
 from .config import MockConfig
 from .responses import encode
 from .state import Store
+
+if TYPE_CHECKING:
+    import aiohttp
 
 log = logging.getLogger("stemmock.callbacks")
 
@@ -83,6 +84,8 @@ class HttpSender:
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
+        import aiohttp  # imported on the first delivery: start-up does not pay for it
+
         if self._session is None or self._session.closed:
             # Idle connections are dropped after 2 s: receivers commonly close them after 5 s (uvicorn's
             # default), and a connection reused just as the peer closes it fails a delivery for no reason.
@@ -92,6 +95,8 @@ class HttpSender:
 
     async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
         """POST `body` to `url`; the answer's status code. Raises SendError when there is none."""
+        import aiohttp
+
         parts = urlsplit(url)
         if parts.scheme not in ("http", "https") or not parts.hostname:
             raise SendError(f"UnsupportedURL: {url!r} is not an http(s) URL")
@@ -107,6 +112,8 @@ class HttpSender:
                 raise SendError(f"{type(again).__name__}: {again}") from again
 
     async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
+        import aiohttp
+
         try:
             async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
                 return response.status
@@ -138,35 +145,31 @@ class Deliveries:
         self.scheduler = scheduler
         self.config = config
         self._sender: HttpSender | None = None
-        self._seq = 0
-        self._inflight: set[str] = set()  # delivery ids with an attempt on the wire
-
-    def reset(self) -> None:
-        """Restart delivery ids; the store and the scheduler are reset by their owner."""
-        self._seq = 0
+        self._inflight: set[str] = set()  # delivery ids with an attempt on the wire from this worker
+        scheduler.register("generation_stage", self._generation_stage)
+        scheduler.register("separation_done", self._separation_done)
+        scheduler.register("musicapi_done", self._musicapi_done)
+        scheduler.register("upload_done", self._upload_done)
+        scheduler.register("attempt", self._attempt)
 
     # -- scheduling (called from actions, inside a request: cheap, no I/O) ----------------------------------
     def schedule_generation(self, task: dict[str, Any]) -> None:
         if not task.get("callback_url"):
             return
         for stage in ("text", "first", "complete"):
-            self.scheduler.at(task["stages"][stage], self._job(self._generation_stage, task["id"], stage),
-                              f"apibox generate {task['id']} {stage}")
+            self.scheduler.at(task["stages"][stage], "generation_stage", task["id"], stage,
+                              label=f"apibox generate {task['id']} {stage}")
 
     def schedule_separation(self, task: dict[str, Any]) -> None:
         if task.get("callback_url"):
-            self.scheduler.at(task["done_at"], self._job(self._separation_done, task["id"]),
-                              f"apibox vocal-removal {task['id']}")
+            self.scheduler.at(task["done_at"], "separation_done", task["id"],
+                              label=f"apibox vocal-removal {task['id']}")
 
     def schedule_musicapi(self, task: dict[str, Any]) -> None:
-        self.scheduler.at(task["ready_at"], self._job(self._musicapi_done, task["id"]), f"musicapi task {task['id']}")
+        self.scheduler.at(task["ready_at"], "musicapi_done", task["id"], label=f"musicapi task {task['id']}")
 
-    @staticmethod
-    def _job(func: Any, *args: Any) -> Any:
-        async def run() -> None:
-            await func(*args)
-
-        return run
+    def schedule_upload(self, task: dict[str, Any]) -> None:
+        self.scheduler.at(task["ready_at"], "upload_done", task["id"], label=f"musicapi upload {task['id']}")
 
     # -- payloads (built when the stage is reached, from the task record) ------------------------------------
     @staticmethod
@@ -227,17 +230,26 @@ class Deliveries:
                    "data": clips}
         await self._open("musicapi", task, event, payload)
 
+    async def _upload_done(self, task_id: str) -> None:
+        task = self.store.get("upload", task_id)
+        if task is None:
+            return
+        if self._failed(task):
+            payload = {"code": 400, "message": "Invalid parameters.", "task_id": task_id}
+            event = "upload.failed"
+        else:
+            payload = {"code": 200, "message": "success", "task_id": task_id, "clip_id": task["clip_id"]}
+            event = "upload.completed"
+        await self._open("musicapi", task, event, payload)
+
     # -- delivery -------------------------------------------------------------------------------------------
     def _next_id(self) -> str:
-        # A reset store has forgotten the last id, so numbering restarts with the rest of the state.
-        if self._seq and self.store.get("delivery", f"dlv_{self._seq:06d}") is None:
-            self._seq = 0
-        self._seq += 1
-        return f"dlv_{self._seq:06d}"
+        # The store's counter: unique across workers, and restarting with the rest of the state on reset.
+        return f"dlv_{self.store.next_id('delivery'):06d}"
 
     def _new(self, provider: str, task: dict[str, Any], event: str, payload: dict[str, Any],
              scenario: str | None, **extra: Any) -> dict[str, Any]:
-        url = task.get("webhook_url") if provider == "musicapi" else task.get("callback_url")
+        url = task.get("webhook_url") or task.get("callback_url")
         delivery = {"id": self._next_id(), "provider": provider, "task_id": task["id"], "url": url,
                     "event": event, "payload": payload, "state": "pending", "attempts": [],
                     "webhook_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task['id']}/{event}")),
@@ -261,7 +273,7 @@ class Deliveries:
         if scenario == "callback_late":
             delay = self.config.callbacks.late_delay
             self.store.update("delivery", delivery["id"], {"next_attempt_at": self.clock.now() + delay})
-            self.scheduler.after(delay, self._job(self._attempt, delivery["id"]), f"late {delivery['id']}")
+            self.scheduler.after(delay, "attempt", delivery["id"], label=f"late {delivery['id']}")
             return
         await self._attempt(delivery["id"])
         if scenario == "callback_duplicate":
@@ -333,7 +345,7 @@ class Deliveries:
             delay = retries[len(attempts) - 1]
             self.store.update("delivery", delivery_id, {"attempts": attempts, "error": attempt["error"],
                                                         "next_attempt_at": self.clock.now() + delay})
-            self.scheduler.after(delay, self._job(self._attempt, delivery_id), f"retry {delivery_id}")
+            self.scheduler.after(delay, "attempt", delivery_id, label=f"retry {delivery_id}")
         else:
             self.store.update("delivery", delivery_id, {"attempts": attempts, "state": "failed",
                                                         "next_attempt_at": None, "error": attempt["error"]})
@@ -346,8 +358,9 @@ class Deliveries:
     async def flush(self, grace: float) -> list[str]:
         """Attempt every pending delivery once within `grace` seconds; log and return the task ids still owed.
 
-        Meant for app shutdown, after the scheduler has stopped: retries and late first attempts that are
-        scheduled in the future are tried now, because the process will not be there when they fall due.
+        Meant for app shutdown of a mock whose state dies with it, after the scheduler has stopped: retries
+        and late first attempts that are scheduled in the future are tried now, because the process will not
+        be there when they fall due. (A shared store keeps them owed instead; see `owed`.)
         """
         loop = asyncio.get_running_loop()
         deadline = loop.time() + grace
@@ -367,11 +380,15 @@ class Deliveries:
             for task in late:
                 task.cancel()
             await asyncio.gather(*late, return_exceptions=True)
-        owed = sorted({d["task_id"] for d in self.store.all("delivery") if d["state"] == "pending"})
+        owed = self.owed()
         if owed:
             log.warning("shutting down with %d task(s) whose callbacks were not delivered: %s", len(owed),
                         ", ".join(owed))
         return owed
+
+    def owed(self) -> list[str]:
+        """Task ids with a delivery still pending."""
+        return sorted({d["task_id"] for d in self.store.all("delivery") if d["state"] == "pending"})
 
     def list(self) -> list[dict[str, Any]]:
         return sorted(({k: v for k, v in d.items() if k != "secret"} for d in self.store.all("delivery")),

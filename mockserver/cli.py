@@ -2,8 +2,12 @@
 
 from __future__ import annotations
 
+import dataclasses
+import gc
 import importlib
+import json
 import logging
+import os
 import sys
 from typing import ClassVar
 
@@ -11,17 +15,46 @@ import click
 import uvicorn
 
 from .app import MockApp, create_app
-from .config import ConfigError, MockConfig, load_config
+from .config import ConfigError, MockConfig, config_from_dict, load_config
 from .spec import SpecError
 
 EXIT_BAD_CONFIG = 2
+WORKER_CONFIG = "STEMMOCK_WORKER_CONFIG"  # the config, as JSON, handed to worker processes
 
 
-def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None) -> None:
-    """Serve the mock (`app`, or one built from `config`) on config.host:config.port until interrupted."""
+def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None, workers: int = 1) -> None:
+    """Serve the mock (`app`, or one built from `config`) on config.host:config.port until interrupted.
+
+    With `workers` > 1 each worker process builds its own app from `config` (passed on in the environment)
+    and they share the listening socket and the store.
+    """
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
-    uvicorn.run(app or create_app(config), host=config.host, port=config.port, log_level=log_level,
-                access_log=False)
+    if workers > 1:
+        os.environ[WORKER_CONFIG] = json.dumps(dataclasses.asdict(config))
+        uvicorn.run("mockserver.cli:worker_app", factory=True, workers=workers, host=config.host, port=config.port,
+                    log_level=log_level, access_log=False)
+        return
+    app = app or create_app(config)
+    _freeze_heap()
+    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, access_log=False)
+
+
+def _freeze_heap() -> None:
+    """Move everything built at start-up (specs, validators, routes) out of the collector's sight.
+
+    Full collections would otherwise walk that whole heap again and again under load (pauses of tens of ms
+    in the p99). Only the server command does this: an app used in-process leaves its host's GC alone.
+    """
+    gc.collect()
+    gc.freeze()
+
+
+def worker_app() -> MockApp:
+    """The app of one worker process of `stemmock serve --workers N`."""
+    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    app = create_app(config_from_dict(json.loads(os.environ[WORKER_CONFIG])))
+    _freeze_heap()
+    return app
 
 
 class _Commands(click.Group):
@@ -50,14 +83,42 @@ def main() -> None:
 @click.option("--seed", type=int, default=None, help="Seed for ids and random faults (default 0).")
 @click.option("--clock", type=click.Choice(["real", "manual"]), default=None, help="Time source (default real).")
 @click.option("--public-url", default=None, help="Origin used in the file URLs the mock hands out.")
+@click.option("--store", default=None, metavar="memory|redis://host:port/db",
+              help="Where state lives (default memory). Redis is shared by every worker and kept across restarts.")
+@click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
+              help="Worker processes sharing the port; more than one needs a shared --store.")
 @click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
 def serve(host: str | None, port: int | None, config_path: str | None, seed: int | None, clock: str | None,
-          public_url: str | None, log_level: str) -> None:
+          public_url: str | None, store: str | None, workers: int, log_level: str) -> None:
     """Serve MusicAPI and api.box on one port."""
     try:
-        config = load_config(config_path, host=host, port=port, seed=seed, clock=clock, public_url=public_url)
-        app = create_app(config)  # fail here, with a readable message, on a bad spec or config
+        config = load_config(config_path, host=host, port=port, seed=seed, clock=clock, public_url=public_url,
+                             store=store)
+        if workers > 1 and config.store == "memory":
+            raise ConfigError(f"--workers {workers} needs a store the workers share; add --store "
+                              "redis://host:port/db (with memory, each worker would be a separate mock).")
+        app = None
+        if workers == 1:
+            app = create_app(config)  # fail here, with a readable message, on a bad spec or config
+        _check_store(config)
     except (ConfigError, SpecError) as exc:
         click.echo(f"stemmock: {exc}", err=True)
         sys.exit(EXIT_BAD_CONFIG)
-    run(config, log_level, app)  # the app just built: loading the specs twice doubled start-up
+    run(config, log_level, app, workers)  # the app just built: loading the specs twice doubled start-up
+
+
+def _check_store(config: MockConfig) -> None:
+    """Fail before serving when a Redis store cannot be reached (ConfigError naming the URL)."""
+    if config.store == "memory":
+        return
+    import redis
+
+    from .redis_store import RedisStore
+
+    store = RedisStore(config.store)
+    try:
+        store.ping()
+    except redis.RedisError as exc:
+        raise ConfigError(f"store: {exc}") from None
+    finally:
+        store.close()

@@ -8,32 +8,66 @@ test can move a manual clock forward instead of sleeping.
 from __future__ import annotations
 
 import asyncio
-import heapq
-import itertools
+import contextlib
 import logging
 import time
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass, field
+from collections.abc import Awaitable, Callable, Iterator
+from contextvars import ContextVar
+from typing import Any
+
+from .state import MemoryStore, Store
 
 log = logging.getLogger("stemmock.clock")
 
-Job = Callable[[], Awaitable[None]]
+# The instant a shared manual clock read inside `Clock.pinned()` (empty until the first read there).
+_PINNED: ContextVar[list[float] | None] = ContextVar("stemmock_pinned_instant", default=None)
 
 
 class Clock:
-    """Seconds since the epoch, from the wall clock (`real`) or only moved by `advance` (`manual`)."""
+    """Seconds since the epoch, from the wall clock (`real`) or only moved by `advance` (`manual`).
 
-    def __init__(self, mode: str = "real", start: float | None = None) -> None:
+    With a store, the clock's state (the manual instant, the real clock's offset) lives in the store, so
+    that every worker sharing it reads the same time; a manual clock keeps its instant across restarts.
+    """
+
+    OFFSET_REFRESH = 0.5  # seconds a real clock's shared offset is cached (a manual clock is read every time)
+
+    def __init__(self, mode: str = "real", start: float | None = None, store: Store | None = None) -> None:
         if mode not in ("real", "manual"):
             raise ValueError(f"clock mode {mode!r} is unknown; expected 'real' or 'manual'.")
         self.mode = mode
+        self._store = store if store is not None and store.shared else None
         self._offset = 0.0
+        self._offset_read = float("-inf")
         self._manual = float(start if start is not None else int(time.time()))
+        if self._store is not None and mode == "manual":
+            self._manual = float(self._store.clock_value("manual", self._manual) or self._manual)
 
     def now(self) -> float:
         if self.mode == "manual":
-            return self._manual
-        return time.time() + self._offset
+            if self._store is None:
+                return self._manual
+            pinned = _PINNED.get()
+            if pinned:
+                return pinned[0]
+            instant = float(self._store.clock_value("manual", self._manual) or self._manual)
+            if pinned is not None:
+                pinned.append(instant)
+            return instant
+        wall = time.time()
+        if self._store is not None and wall - self._offset_read > self.OFFSET_REFRESH:
+            self._offset = float(self._store.clock_value("offset", 0.0) or 0.0)
+            self._offset_read = wall
+        return wall + self._offset
+
+    @contextlib.contextmanager
+    def pinned(self) -> Iterator[None]:
+        """Within the block, a shared manual clock is read from the store once (one request is one instant)."""
+        token = _PINNED.set([])
+        try:
+            yield
+        finally:
+            _PINNED.reset(token)
 
     def now_ms(self) -> int:
         return int(self.now() * 1000)
@@ -42,74 +76,85 @@ class Clock:
         """Jump to `instant` (manual) or shift the real clock so that it reads `instant` now."""
         if self.mode == "manual":
             self._manual = instant
+            if self._store is not None:
+                self._store.set_clock_value("manual", instant)
         else:
             self._offset = instant - time.time()
+            if self._store is not None:
+                self._store.set_clock_value("offset", self._offset)
+                self._offset_read = time.time()
 
 
-@dataclass(order=True)
-class _Entry:
-    due: float
-    seq: int
-    job: Job = field(compare=False)
-    label: str = field(compare=False, default="")
+Handler = Callable[..., Awaitable[None]]
 
 
 class Scheduler:
-    """A heap of jobs keyed by due time on `clock`.
+    """Jobs keyed by due time on `clock`, kept in the store so that any worker (or a restarted one) runs them.
 
-    With a real clock a background task runs jobs as they fall due; with a manual clock `advance`
-    runs, in time order, every job that falls due within the step (jobs due at the same instant run
-    concurrently), including jobs those jobs schedule, and returns when they have finished.
+    A job is data: a registered `kind` and its JSON arguments. With a real clock a background task claims
+    and runs jobs as they fall due (on a shared store it also looks every `poll` seconds, for jobs other
+    workers queued); with a manual clock `advance` runs, in time order, every job that falls due within the
+    step (jobs due at the same instant run concurrently), including jobs those jobs schedule, and returns
+    when they have finished. Claims are atomic, so each job runs once whatever the number of workers.
     """
 
-    def __init__(self, clock: Clock, concurrency: int = 200) -> None:
+    def __init__(self, clock: Clock, store: Store | None = None, concurrency: int = 200, poll: float = 0.1) -> None:
         self.clock = clock
-        self._heap: list[_Entry] = []
-        self._seq = itertools.count()
+        self.store: Store = store if store is not None else MemoryStore()
+        self.concurrency = concurrency
+        self.poll = poll
+        self._handlers: dict[str, Handler] = {}
         self._wake: asyncio.Event | None = None
         self._runner: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._limit = asyncio.Semaphore(concurrency)
 
-    def __len__(self) -> int:
-        return len(self._heap)
+    def register(self, kind: str, handler: Handler) -> None:
+        """Run `handler(*args)` for each job of `kind`."""
+        self._handlers[kind] = handler
 
-    def at(self, due: float, job: Job, label: str = "") -> None:
-        heapq.heappush(self._heap, _Entry(due, next(self._seq), job, label))
+    def __len__(self) -> int:
+        return self.store.job_count()
+
+    def at(self, due: float, kind: str, *args: Any, label: str = "") -> None:
+        if kind not in self._handlers:
+            raise ValueError(f"job kind {kind!r} has no handler; registered: {', '.join(sorted(self._handlers))}.")
+        self.store.schedule(due, {"kind": kind, "args": list(args), "label": label})
         if self._wake is not None:
             self._wake.set()
 
-    def after(self, delay: float, job: Job, label: str = "") -> None:
-        self.at(self.clock.now() + delay, job, label)
+    def after(self, delay: float, kind: str, *args: Any, label: str = "") -> None:
+        self.at(self.clock.now() + delay, kind, *args, label=label)
 
     def pending(self) -> list[tuple[float, str]]:
-        return sorted((e.due, e.label) for e in self._heap)
-
-    def clear(self) -> None:
-        self._heap.clear()
+        return self.store.pending_jobs()
 
     def next_due(self) -> float | None:
-        return self._heap[0].due if self._heap else None
+        return self.store.next_due()
 
-    async def _run(self, entry: _Entry) -> None:
+    async def _run(self, job_id: str, job: dict[str, Any]) -> None:
         async with self._limit:
+            handler = self._handlers.get(job.get("kind", ""))
             try:
-                await entry.job()
+                if handler is None:
+                    log.error("job %s (%s) has no handler; dropped", job_id, job.get("kind"))
+                else:
+                    await handler(*job.get("args", ()))
             except Exception:  # a failing job must not stop the clock; it is logged and dropped
-                log.exception("scheduled job %s failed", entry.label or entry.seq)
+                log.exception("scheduled job %s failed", job.get("label") or job_id)
+            # Cancelled (shutdown) jobs are not finished: on a shared store their claim lapses and they run again.
+            self.store.finish(job_id)
 
-    def _pop_due(self, instant: float) -> list[_Entry]:
-        batch = []
-        while self._heap and self._heap[0].due <= instant:
-            batch.append(heapq.heappop(self._heap))
-        return batch
+    async def _run_batch(self, instant: float) -> int:
+        ran = 0
+        while batch := self.store.claim_due(instant, self.concurrency):
+            await asyncio.gather(*(self._run(job_id, job) for job_id, _due, job in batch))
+            ran += len(batch)
+        return ran
 
     async def run_due(self) -> int:
         """Run every job already due now and wait for them; return how many ran."""
-        batch = self._pop_due(self.clock.now())
-        if batch:
-            await asyncio.gather(*(self._run(e) for e in batch))
-        return len(batch)
+        return await self._run_batch(self.clock.now())
 
     async def advance(self, seconds: float) -> int:
         """Move the clock by `seconds`, running each job at its own due instant; return how many ran."""
@@ -117,12 +162,10 @@ class Scheduler:
             raise ValueError(f"seconds is {seconds}; the clock only moves forward.")
         target = self.clock.now() + seconds
         ran = 0
-        while self._heap and self._heap[0].due <= target:
-            instant = max(self._heap[0].due, self.clock.now())
+        while (due := self.store.next_due()) is not None and due <= target:
+            instant = max(due, self.clock.now())
             self.clock.set(instant)
-            batch = self._pop_due(instant)
-            await asyncio.gather(*(self._run(e) for e in batch))
-            ran += len(batch)
+            ran += await self._run_batch(instant)
         self.clock.set(max(target, self.clock.now()))
         if self._wake is not None:
             self._wake.set()
@@ -137,21 +180,28 @@ class Scheduler:
 
     async def _loop(self) -> None:
         assert self._wake is not None
+        loop = asyncio.get_running_loop()
         while True:
             self._wake.clear()
-            for entry in self._pop_due(self.clock.now()):
-                task = asyncio.get_running_loop().create_task(self._run(entry))
+            room = self.concurrency - len(self._running)
+            for job_id, _due, job in self.store.claim_due(self.clock.now(), room) if room > 0 else []:
+                task = loop.create_task(self._run(job_id, job))
                 self._running.add(task)
                 task.add_done_callback(self._running.discard)
             due = self.next_due()
             timeout = None if due is None else max(0.0, due - self.clock.now())
+            if self.store.shared or room <= 0:  # other workers queue jobs too; a full worker looks again soon
+                timeout = self.poll if timeout is None else min(timeout, self.poll)
             try:
                 await asyncio.wait_for(self._wake.wait(), timeout)
             except TimeoutError:
                 pass
 
     async def stop(self, grace: float = 5.0) -> list[str]:
-        """Stop the runner, give running jobs `grace` seconds, and return the labels still pending."""
+        """Stop the runner, give running jobs `grace` seconds, and return the labels still pending.
+
+        On a shared store the jobs stay queued for the other workers (or the next start); none are listed.
+        """
         if self._runner is not None:
             self._runner.cancel()
             try:
@@ -163,4 +213,4 @@ class Scheduler:
             _done, still = await asyncio.wait(set(self._running), timeout=grace)
             for task in still:
                 task.cancel()
-        return [label for _due, label in self.pending()]
+        return [] if self.store.shared else [label for _due, label in self.pending()]

@@ -40,6 +40,7 @@ class Durations:
     vocal_removal: float = 5.0
     musicapi_create: float = 6.0
     musicapi_stems: float = 5.0
+    musicapi_upload: float = 3.0  # async upload (with callback_url) until its result is POSTed
 
 
 @dataclass(frozen=True)
@@ -106,6 +107,7 @@ class MockConfig:
 
     host: str = "127.0.0.1"
     port: int = 8080
+    store: str = "memory"  # or redis://host:port/db, shared by every worker and kept across restarts
     seed: int = 0
     clock: str = "real"
     clock_start: float | None = None
@@ -199,6 +201,9 @@ def check_config(config: MockConfig) -> MockConfig:
         raise ConfigError(f"clock is {config.clock!r}; expected 'real' or 'manual'.")
     if not 0 <= config.port <= 65535:
         raise ConfigError(f"port is {config.port}; expected 0..65535.")
+    if config.store != "memory" and not config.store.startswith(("redis://", "rediss://", "unix://")):
+        raise ConfigError(f"store is {config.store!r}; expected 'memory' or a Redis URL such as "
+                          "redis://127.0.0.1:6379/0.")
     if config.journal_size < 1:
         raise ConfigError(f"journal_size is {config.journal_size}; expected at least 1.")
     for provider, classes in config.rate_limits.items():

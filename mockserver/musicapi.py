@@ -79,16 +79,30 @@ def _ready_clip(ctx: Context) -> Refusal | None:
 def upload(ctx: Context) -> Reply:
     url = str(ctx.req.json.get("url", ""))
     name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "upload"
-    clip = _new_clip(ctx, title=name, source_url=url, duration=_duration_for(url))
-    return Reply({"code": 200, "message": "success", "clip_id": clip["id"]})
+    callback_url = ctx.req.json.get("callback_url")
+    if not callback_url:  # sync mode: the clip exists when the call answers
+        clip = _new_clip(ctx, title=name, source_url=url, duration=_duration_for(url))
+        return Reply({"code": 200, "message": "success", "clip_id": clip["id"]})
+    # Async mode: a task id now; the clip is ready, and its id POSTed to callback_url, when the upload finishes.
+    task_id = ctx.uuid()
+    ready_at = ctx.clock.now() + ctx.config.durations.musicapi_upload
+    failed = ctx.scenario == "callback_fails"
+    clip = _new_clip(ctx, title=name, source_url=url, duration=_duration_for(url), ready_at=ready_at, failed=failed,
+                     error_message="Invalid parameters." if failed else None)
+    upload_task = {"id": task_id, "api_key": ctx.api_key, "kind": "upload", "created_at": ctx.clock.now(),
+                   "ready_at": ready_at, "clip_id": clip["id"], "callback_url": callback_url,
+                   "scenario": ctx.scenario, "failed": failed}
+    ctx.store.put("upload", task_id, upload_task)
+    ctx.deliveries.schedule_upload(upload_task)
+    return Reply({"code": 200, "message": "success", "task_id": task_id})
 
 
 def _new_task(ctx: Context, kind: str, duration: float, clips: list[dict[str, Any]]) -> dict[str, Any]:
     now = ctx.clock.now()
-    task = {"id": ctx.uuid(), "api_key": ctx.api_key, "kind": kind, "created_at": now, "ready_at": now + duration,
-            "clips": [c["id"] for c in clips], "webhook_url": ctx.req.json.get("webhook_url"),
-            "webhook_secret": ctx.req.json.get("webhook_secret"), "base_url": ctx.base_url,
-            "scenario": ctx.scenario}
+    task: dict[str, Any] = {
+        "id": ctx.uuid(), "api_key": ctx.api_key, "kind": kind, "created_at": now, "ready_at": now + duration,
+        "clips": [c["id"] for c in clips], "webhook_url": ctx.req.json.get("webhook_url"),
+        "webhook_secret": ctx.req.json.get("webhook_secret"), "base_url": ctx.base_url, "scenario": ctx.scenario}
     if ctx.scenario == "callback_fails":
         for clip in clips:
             ctx.store.update("clip", clip["id"], {"failed": True, "error_message": "Generation failed."})

@@ -2,11 +2,11 @@
 
 from __future__ import annotations
 
-import json
 from typing import Any
 
-from starlette.responses import Response
+from starlette.types import Receive, Scope, Send
 
+from . import codec
 from .scenarios import Outcome
 from .spec import Operation, Provider
 
@@ -20,11 +20,35 @@ def error_body(provider: Provider, code: int, message: str) -> tuple[int, dict[s
 
 def encode(body: Any) -> bytes:
     """Compact UTF-8 JSON, as answers and callback bodies are sent."""
-    return json.dumps(body, ensure_ascii=False, separators=(",", ":")).encode()
+    return codec.dumps(body)
 
 
-def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> Response:
-    return Response(encode(body), status_code=status, headers=headers, media_type="application/json")
+class JsonResponse:
+    """A JSON answer as an ASGI app: the two messages, with the headers Starlette's `Response` sends.
+
+    Those are the given headers (names lower-cased), then `content-length` and `content-type` unless given.
+    """
+
+    __slots__ = ("body", "raw_headers", "status")
+
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+        self.status = status
+        self.body = body
+        raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()] if headers else []
+        names = {name for name, _value in raw}
+        if b"content-length" not in names and not (status < 200 or status in (204, 304)):
+            raw.append((b"content-length", str(len(body)).encode("latin-1")))
+        if b"content-type" not in names:
+            raw.append((b"content-type", b"application/json"))
+        self.raw_headers = raw
+
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
+        await send({"type": "http.response.start", "status": self.status, "headers": self.raw_headers})
+        await send({"type": "http.response.body", "body": self.body})
+
+
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> JsonResponse:
+    return JsonResponse(status, encode(body), headers)
 
 
 def render_outcome(op: Operation, outcome: Outcome) -> tuple[int, Any, dict[str, str]]:

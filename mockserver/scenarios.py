@@ -38,9 +38,14 @@ class Outcome:
 
     def as_dict(self) -> dict[str, Any]:
         found: dict[str, Any] = {"kind": self.kind, "code": self.code, "reason": self.reason}
-        for name in ("message", "example", "scenario", "wire_fault"):
-            if getattr(self, name) is not None:
-                found[name] = getattr(self, name)
+        if self.message is not None:
+            found["message"] = self.message
+        if self.example is not None:
+            found["example"] = self.example
+        if self.scenario is not None:
+            found["scenario"] = self.scenario
+        if self.wire_fault is not None:
+            found["wire_fault"] = self.wire_fault
         if self.cost:
             found["cost"] = self.cost
         return found
@@ -128,6 +133,15 @@ def _retry_header(op: Operation, code: int, seconds: float) -> dict[str, str]:
     if op.provider.body_transport or code != outcome_code(op, "rate_limit", 429):
         return {}
     return {"Retry-After": str(max(1, math.ceil(seconds)))}
+
+
+def rate_limited(op: Operation, wait: float) -> Outcome:
+    """The provider's answer when the call's rate window is full and admits another call in `wait` seconds."""
+    cause = "rate_limit_poll" if rate_class(op) == "poll" and "rate_limit_poll" in op.provider.outcomes \
+        else "rate_limit"
+    code = outcome_code(op, cause, 429)
+    return error(op, cause, 429, f"rate window full: next call admitted in {wait:.3f} s",
+                 headers=_retry_header(op, code, wait))
 
 
 def _example(op: Operation, name: str, reason: str) -> Outcome:
@@ -261,16 +275,13 @@ def decide(op: Operation, req: MockRequest, violations: Sequence[Violation], vie
         return error(op, "maintenance", 503, "maintenance window")
     wait = view.retry_after()
     if wait is not None:
-        cause = "rate_limit_poll" if rate_class(op) == "poll" and "rate_limit_poll" in op.provider.outcomes \
-            else "rate_limit"
-        code = outcome_code(op, cause, 429)
-        return error(op, cause, 429, f"rate window full: next call admitted in {wait:.3f} s",
-                     headers=_retry_header(op, code, wait))
-    return dataclasses.replace(_admitted(op, req, view, rng, scenario), admitted=True)
+        return rate_limited(op, wait)
+    outcome = _admitted(op, req, view, rng, scenario)
+    return outcome if outcome.admitted else dataclasses.replace(outcome, admitted=True)
 
 
 def _admitted(op: Operation, req: MockRequest, view: View, rng: random.Random, scenario: str | None) -> Outcome:
-    """The outcome of a call the rate window admitted."""
+    """The outcome of a call the rate window admitted (decide marks it `admitted`; a success is built so)."""
     too_long = _too_long(op, req)
     if too_long is not None:
         return too_long
@@ -293,7 +304,7 @@ def _admitted(op: Operation, req: MockRequest, view: View, rng: random.Random, s
     if seeded is not None:
         return _with(seeded, cost, scenario)
     reason = f"Prefer: scenario={scenario}" if scenario else ("Prefer: code=200" if "code" in req.prefer else "success")
-    return Outcome("success", 200, reason, cost=cost, scenario=scenario)
+    return Outcome("success", 200, reason, cost=cost, scenario=scenario, admitted=True)
 
 
 def _with(outcome: Outcome, cost: float, scenario: str | None) -> Outcome:

@@ -6,6 +6,7 @@ This is the only module that knows OpenAPI's layout: everything else reads `Spec
 
 from __future__ import annotations
 
+import functools
 import re
 from dataclasses import dataclass, field
 from functools import cached_property
@@ -108,8 +109,13 @@ class CallbackDoc:
     @property
     def url_field(self) -> str | None:
         """The request-body field that carries the callback URL, if the expression names one."""
-        match = re.fullmatch(r"\{\$request\.body#/([^}]+)\}", self.expression)
-        return match.group(1) if match else None
+        return _body_field(self.expression)
+
+
+@functools.cache  # a handful of expressions, read on every call that takes a callback URL
+def _body_field(expression: str) -> str | None:
+    match = re.fullmatch(r"\{\$request\.body#/([^}]+)\}", expression)
+    return match.group(1) if match else None
 
 
 @dataclass(frozen=True)
@@ -286,11 +292,25 @@ def from_dict(document: dict[str, Any], source: str = "<dict>") -> Spec:
     return Spec(provider, tuple(operations), resolved, source)
 
 
+_FAST_LOADER = getattr(yaml, "CSafeLoader", None)  # libyaml's parser: several times faster, when PyYAML has it
+
+
+def _parse_yaml(text: str) -> Any:
+    """`yaml.safe_load`, parsed by libyaml when available; a document libyaml rejects is read again by PyYAML's
+    own parser, which reads what only it accepts and words the errors."""
+    if _FAST_LOADER is not None:
+        try:
+            return yaml.load(text, Loader=_FAST_LOADER)
+        except yaml.YAMLError:
+            pass
+    return yaml.safe_load(text)
+
+
 def load(path: str | Path) -> Spec:
     """Read a spec file (YAML or JSON)."""
     path = Path(path)
     try:
-        document = yaml.safe_load(path.read_text(encoding="utf-8"))
+        document = _parse_yaml(path.read_text(encoding="utf-8"))
     except (OSError, yaml.YAMLError) as exc:
         raise SpecError(f"{path}: cannot be read as YAML: {exc}") from exc
     if not isinstance(document, dict):

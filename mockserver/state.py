@@ -1,22 +1,40 @@
 """The store: resources (clips, tasks, deliveries), the credit ledger and the journal.
 
 This is the only code that mutates mock state. `Store` is the interface; `MemoryStore` the default
-implementation. Records are plain JSON-compatible dicts so that a shared backend can hold them too.
-Each method is one atomic step (a charge either happens whole or not at all).
+implementation, `mockserver.redis_store.RedisStore` the shared one (many workers, survives restarts).
+Records are plain JSON-compatible dicts, and a record handed out is a copy: a change reaches the store
+only through `put` or `update`. Each method is one atomic step (a charge either happens whole or not at
+all, a job is claimed by one worker only), whatever the number of workers sharing the store.
 """
 
 from __future__ import annotations
 
-import copy
+import hashlib
+import heapq
+import itertools
+import random
 from abc import ABC, abstractmethod
 from collections import deque
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+from .codec import dumps, loads
+
+if TYPE_CHECKING:
+    from .config import MockConfig
 
 Record = dict[str, Any]
+Job = tuple[str, float, Record]  # (job id, due instant, {"kind", "args", "label"})
 
 
 class Store(ABC):
     """What the mock needs from its state, whatever holds it."""
+
+    #: True when other processes see the same state and it outlives this process (deliveries then stay
+    #: owed across a restart instead of being flushed at shutdown).
+    shared = False
+
+    def close(self) -> None:
+        """Release connections; the state itself stays where it is."""
 
     # -- resources ------------------------------------------------------------------------------------
     @abstractmethod
@@ -49,8 +67,47 @@ class Store(ABC):
         """Seconds until the sliding window `key` admits another call, or None if it admits one now."""
 
     @abstractmethod
-    def rate_hit(self, key: str, now: float, window: float) -> None:
-        """Count an admitted call in the window `key`."""
+    def rate_hit(self, key: str, now: float, limit: int, window: float) -> bool:
+        """Count an admitted call in the window `key`; False, counting nothing, if the window is full."""
+
+    # -- counters and the shared clock ------------------------------------------------------------------------
+    @abstractmethod
+    def next_id(self, name: str) -> int:
+        """1, 2, 3, ... per `name`, unique across every worker; restarts after `reset`."""
+
+    @abstractmethod
+    def clock_value(self, name: str, default: float | None = None) -> float | None:
+        """A clock setting (`manual` instant, `offset`); `default` is stored first if none is set yet."""
+
+    @abstractmethod
+    def set_clock_value(self, name: str, value: float) -> None:
+        """Store a clock setting; the `manual` instant only moves forward (concurrent advances cannot rewind it)."""
+
+    # -- jobs (what the scheduler runs when it falls due) -------------------------------------------------------
+    @abstractmethod
+    def schedule(self, due: float, job: Record) -> str:
+        """Queue `job` for instant `due`; its id."""
+
+    @abstractmethod
+    def claim_due(self, now: float, limit: int) -> list[Job]:
+        """Take up to `limit` jobs due at or before `now`, earliest first, for this worker alone.
+
+        A claimed job stays owed until `finish`; on a shared store a claim that is not finished within its
+        lease (the worker died) is handed out again.
+        """
+
+    @abstractmethod
+    def finish(self, job_id: str) -> None: ...
+
+    @abstractmethod
+    def next_due(self) -> float | None: ...
+
+    @abstractmethod
+    def pending_jobs(self) -> list[tuple[float, str]]:
+        """(due, label) of every job not yet claimed, earliest first."""
+
+    @abstractmethod
+    def job_count(self) -> int: ...
 
     @abstractmethod
     def add_fault(self, fault: Record) -> Record: ...
@@ -104,30 +161,40 @@ class MemoryStore(Store):
         self.reset()
 
     def reset(self) -> None:
-        self._resources: dict[str, dict[str, Record]] = {}
+        self._counters: dict[str, int] = {}
+        self._jobs: dict[str, bytes] = {}
+        self._due: list[tuple[float, int, str]] = []
+        self._job_seq = itertools.count()
+        self._clock_values: dict[str, float] = getattr(self, "_clock_values", {})  # the clock outlives a reset
+        self._resources: dict[str, dict[str, bytes]] = {}
         self._ledger: dict[tuple[str, str], Record] = {}
-        self._journal: deque[Record] = deque(maxlen=self._journal_size)
+        self._journal: deque[bytes] = deque(maxlen=self._journal_size)
         self._seq = 0
         self._windows: dict[str, deque[float]] = {}
         self._faults: list[Record] = []
         self._script: deque[Record] = deque()
-        self._fault_seq = 0
         self._maintenance: dict[str, bool] = {}
 
+    # Records, jobs and exchanges are kept as encoded JSON, as the Redis store keeps them: a record handed
+    # out is a fresh copy, only JSON survives the round trip on either store, and a million stored tasks are
+    # a million byte strings the garbage collector never has to walk (full collections stay short).
     def put(self, kind: str, rid: str, record: Record) -> None:
-        self._resources.setdefault(kind, {})[rid] = record
+        self._resources.setdefault(kind, {})[rid] = dumps(record)
 
     def get(self, kind: str, rid: str) -> Record | None:
-        return self._resources.get(kind, {}).get(rid)
+        raw = self._resources.get(kind, {}).get(rid)
+        return None if raw is None else loads(raw)  # type: ignore[no-any-return]
 
     def update(self, kind: str, rid: str, changes: Record) -> Record | None:
-        record = self._resources.get(kind, {}).get(rid)
-        if record is not None:
-            record.update(changes)
+        record = self.get(kind, rid)
+        if record is None:
+            return None
+        record.update(changes)
+        self._resources[kind][rid] = dumps(record)
         return record
 
     def all(self, kind: str) -> list[Record]:
-        return list(self._resources.get(kind, {}).values())
+        return [loads(raw) for raw in self._resources.get(kind, {}).values()]
 
     def _account(self, provider: str, api_key: str) -> Record:
         account = self._ledger.get((provider, api_key))
@@ -167,12 +234,55 @@ class MemoryStore(Store):
             return None
         return max(0.0, hits[-limit] + window - now)
 
-    def rate_hit(self, key: str, now: float, window: float) -> None:
-        self._window(key, now, window).append(now)
+    def rate_hit(self, key: str, now: float, limit: int, window: float) -> bool:
+        hits = self._window(key, now, window)
+        if len(hits) >= limit:
+            return False
+        hits.append(now)
+        return True
+
+    def next_id(self, name: str) -> int:
+        self._counters[name] = self._counters.get(name, 0) + 1
+        return self._counters[name]
+
+    def clock_value(self, name: str, default: float | None = None) -> float | None:
+        if name not in self._clock_values and default is not None:
+            self._clock_values[name] = default
+        return self._clock_values.get(name)
+
+    def set_clock_value(self, name: str, value: float) -> None:
+        if name == "manual":  # the manual instant only moves forward, whoever moves it
+            value = max(value, self._clock_values.get(name, value))
+        self._clock_values[name] = value
+
+    def schedule(self, due: float, job: Record) -> str:
+        seq = next(self._job_seq)
+        job_id = f"job_{seq}"
+        self._jobs[job_id] = dumps(job)
+        heapq.heappush(self._due, (due, seq, job_id))
+        return job_id
+
+    def claim_due(self, now: float, limit: int) -> list[Job]:
+        claimed: list[Job] = []
+        while self._due and self._due[0][0] <= now and len(claimed) < limit:
+            due, _seq, job_id = heapq.heappop(self._due)
+            claimed.append((job_id, due, loads(self._jobs[job_id])))
+        return claimed
+
+    def finish(self, job_id: str) -> None:
+        self._jobs.pop(job_id, None)
+
+    def next_due(self) -> float | None:
+        return self._due[0][0] if self._due else None
+
+    def pending_jobs(self) -> list[tuple[float, str]]:
+        return sorted((due, loads(self._jobs[job_id]).get("label", "")) for due, _seq, job_id in self._due)
+
+    def job_count(self) -> int:
+        return len(self._due)
 
     def add_fault(self, fault: Record) -> Record:
-        self._fault_seq += 1
-        stored = {**fault, "id": f"fault_{self._fault_seq}", "used": 0}
+        stored = {**fault, "id": f"fault_{self.next_id('fault')}", "used": 0}
         self._faults.append(stored)
         return dict(stored)
 
@@ -207,8 +317,38 @@ class MemoryStore(Store):
     def record(self, exchange: Record) -> None:
         self._seq += 1
         exchange["seq"] = self._seq
-        self._journal.append(exchange)
+        self._journal.append(dumps(exchange))
 
     def journal(self, limit: int | None = None) -> list[Record]:
         items = list(self._journal)
-        return copy.deepcopy(items[-limit:] if limit else items)
+        return [loads(raw) for raw in (items[-limit:] if limit else items)]
+
+
+class CountedRandom(random.Random):
+    """Ids for workers that share a store: bits derived from the seed and the store's `ids` counter.
+
+    Two workers with one seed would otherwise draw the same ids; this way ids stay unique across workers,
+    and a session replayed against a fresh store from the same seed gets the same ids in the same order.
+    """
+
+    def __init__(self, store: Store, seed: int) -> None:
+        super().__init__(seed)
+        self._store = store
+        self._seed = seed
+
+    def getrandbits(self, k: int) -> int:
+        n = self._store.next_id("ids")
+        digest = hashlib.blake2b(f"{self._seed}/{n}".encode(), digest_size=64).digest()
+        return int.from_bytes(digest) >> (512 - k) if k <= 512 else super().getrandbits(k)
+
+
+def open_store(config: MockConfig) -> Store:
+    """The store `config.store` names: `memory`, or `redis://host:port/db` shared by every worker using it."""
+    default = {"credits": config.default_credits, "extra_credits": config.default_extra_credits}
+    opening = {k: {"credits": v.credits, "extra_credits": v.extra_credits} for k, v in (config.keys or {}).items()}
+    if config.store == "memory":
+        return MemoryStore(default, config.journal_size, opening)
+    from .redis_store import RedisStore  # only a shared store needs the Redis client
+
+    return RedisStore(config.store, default, config.journal_size, opening,
+                      lease=config.callbacks.timeout + config.callbacks.grace + 30)

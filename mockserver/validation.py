@@ -9,8 +9,8 @@ from __future__ import annotations
 import difflib
 import json
 from collections.abc import Collection, Iterable, Iterator
-from dataclasses import asdict, dataclass
-from typing import Any
+from dataclasses import dataclass
+from typing import Any, TypeGuard
 
 from .request import BAD_JSON, NO_BODY, MockRequest
 from .spec import Operation
@@ -31,7 +31,9 @@ class Violation:
         return ".".join(parts) if parts else self.pointer.split("/")[1]
 
     def as_dict(self) -> dict[str, Any]:
-        return {**asdict(self), "field": self.field}
+        # Not dataclasses.asdict: it deep-copies `received`, which is only ever read (the journal hands out copies).
+        return {"kind": self.kind, "pointer": self.pointer, "message": self.message, "expected": self.expected,
+                "received": self.received, "field": self.field}
 
 
 def did_you_mean(name: str, options: Iterable[str]) -> str:
@@ -92,6 +94,8 @@ def _pointer(base: str, parts: Collection[Any]) -> str:
 def schema_violations(validator: Any, schema: dict[str, Any], instance: Any, base: str,
                       kind: str) -> Iterator[Violation]:
     """Turn jsonschema errors into Violations with a field, an expectation and the value received."""
+    if validator.is_valid(instance):  # the usual case, and much cheaper than collecting no errors
+        return
     for error in validator.iter_errors(instance):
         where = list(error.instance_path)
         parent = _subschema(schema, list(error.schema_path)[:-1])
@@ -152,6 +156,8 @@ def security_violations(op: Operation, req: MockRequest, known_keys: Collection[
 
 
 def parameter_violations(op: Operation, req: MockRequest) -> Iterator[Violation]:
+    if not op.params:
+        return
     sources = {"path": req.path_params, "query": req.query, "header": req.headers}
     for param in op.params:
         values = sources[param.location]
@@ -188,10 +194,13 @@ def rule_violations(op: Operation, req: MockRequest) -> Iterator[Violation]:
             yield from _range_rule(rule, req.json)
 
 
+def _is_number(value: Any) -> TypeGuard[float]:
+    return isinstance(value, (int, float)) and not isinstance(value, bool)
+
+
 def _range_rule(rule: dict[str, Any], body: dict[str, Any]) -> Iterator[Violation]:
     start_name, end_name, span = rule["start"], rule["end"], float(rule.get("max_span", 0)) or None
     start, end = body.get(start_name), body.get(end_name)
-    numeric = all(isinstance(v, (int, float)) and not isinstance(v, bool) for v in (start, end))
     if start is None and end is None:
         return
     if (start is None) != (end is None):
@@ -200,7 +209,7 @@ def _range_rule(rule: dict[str, Any], body: dict[str, Any]) -> Iterator[Violatio
                         f"{end_name if missing == start_name else start_name} is given: send both bounds or neither.",
                         "both bounds or neither")
         return
-    if not numeric:
+    if not (_is_number(start) and _is_number(end)):
         return  # the schema already reported the type
     if end <= start:
         yield Violation("rule", f"/body/{end_name}", f"{end_name} ({end}) must be greater than {start_name} ({start}).",

@@ -2,7 +2,8 @@
 
 `connection_reset` and `truncated_body` need the server's socket. The app keeps uvicorn's own `send`
 in the scope (under RAW_SEND) so these faults can reach its transport; without one (in-process ASGI),
-they raise `ConnectionResetError` into the caller instead.
+they raise `ConnectionResetError` into the caller instead (`connection_reset` after the plain 500 that an
+unhandled error gets, since nothing was sent yet).
 """
 
 from __future__ import annotations
@@ -12,10 +13,13 @@ import socket
 import struct
 from typing import Any
 
+from starlette.responses import PlainTextResponse
+from starlette.types import Receive, Scope, Send
+
 RAW_SEND = "stemmock.raw_send"
 
 
-def _transport(scope: dict[str, Any]) -> Any:
+def _transport(scope: Scope) -> Any:
     cycle = getattr(scope.get(RAW_SEND), "__self__", None)
     return getattr(cycle, "transport", None)
 
@@ -47,10 +51,11 @@ class WireFaultResponse:
         headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
         return {"type": "http.response.start", "status": self.status, "headers": headers}
 
-    async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
+    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         transport = _transport(scope)
         if self.fault == "connection_reset":
             if transport is None:
+                await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
                 raise ConnectionResetError("stemmock wire fault: connection_reset")
             _reset(transport)
             return

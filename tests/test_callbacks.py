@@ -32,7 +32,7 @@ START = 1_767_225_600  # 2026-01-01T00:00:00Z
 RETRIES = (60.0, 300.0, 900.0)
 # The receiver path each test posts to names the operation whose callback schema the body must satisfy.
 SCHEMA_BY_PATH = {"/gen": APIBOX.by_id["generateMusic"], "/sep": APIBOX.by_id["separateVocals"],
-                  "/song": MUSICAPI.by_id["createMusic"]}
+                  "/song": MUSICAPI.by_id["createMusic"], "/upload": MUSICAPI.by_id["uploadMusic"]}
 
 
 def callback_errors(path: str, body: Any) -> list[str]:
@@ -295,6 +295,38 @@ def test_musicapi_webhook_with_a_wrong_secret_does_not_verify(client: httpx.Clie
     assert delivery.headers["x-webhook-signature"] == sign(b"right", delivery.raw)
     assert delivery.headers["x-webhook-signature"] != sign(b"wrong", delivery.raw)
     assert delivery.headers["x-webhook-signature"] != sign(b"right", delivery.raw.replace(b"sonic", b"Sonic"))
+
+
+def test_async_upload_answers_a_task_id_then_posts_the_clip(client: httpx.Client, mock: Any,
+                                                             receiver: CallbackReceiver) -> None:
+    """With callback_url, upload answers a task_id at once; the clip is ready, and POSTed, when the upload ends."""
+    answer = client.post("/api/v1/sonic/upload", json={"url": "https://files.example.com/demo.wav",
+                                                       "callback_url": receiver.endpoint("upload")})
+    assert answer.status_code == 200
+    doc = MUSICAPI.by_id["uploadMusic"].responses[200]
+    assert doc.validator is not None and doc.validator.is_valid(answer.json())
+    task_id = answer.json()["task_id"]
+    assert "clip_id" not in answer.json()
+    assert mock.advance(2.9)["ran"] == 0 and receiver.deliveries == []
+    mock.advance(0.1)
+    [delivery] = receiver.deliveries
+    assert delivery.json["code"] == 200 and delivery.json["task_id"] == task_id
+    assert delivery.headers["x-webhook-event"] == "upload.completed"
+    vox = client.post("/api/v1/sonic/vox", json={"clip_id": delivery.json["clip_id"], "vocal_start_s": 0,
+                                                 "vocal_end_s": 10})
+    assert vox.status_code == 200, vox.text
+
+
+def test_async_upload_that_fails_posts_the_failure_and_leaves_no_usable_clip(client: httpx.Client, mock: Any,
+                                                                            receiver: CallbackReceiver) -> None:
+    """`Prefer: scenario=callback_fails` makes the upload fail: the callback carries a non-200 code, no clip_id."""
+    task_id = client.post("/api/v1/sonic/upload", json={"url": "https://files.example.com/x.mp3",
+                                                         "callback_url": receiver.endpoint("upload")},
+                          **prefer("callback_fails")).json()["task_id"]
+    mock.advance(5)
+    [delivery] = receiver.deliveries
+    assert delivery.json == {"code": 400, "message": "Invalid parameters.", "task_id": task_id}
+    assert delivery.headers["x-webhook-event"] == "upload.failed"
 
 
 # -- api.box kie-style signing ---------------------------------------------------------------------------------

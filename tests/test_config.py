@@ -246,3 +246,26 @@ def test_replace_returns_a_changed_copy() -> None:
     base = MockConfig()
     changed = base.replace(port=1)
     assert changed.port == 1 and base.port == 8080
+
+
+def test_a_config_travels_to_worker_processes_unchanged() -> None:
+    """Rebuilds the exact config from its JSON form, as `serve --workers N` hands it to each worker."""
+    import dataclasses
+    import json
+
+    from mockserver.config import CallbackConfig, FaultRule, KeyConfig, MaintenanceWindow, RateLimit
+
+    config = MockConfig(store="redis://127.0.0.1:6379/3", seed=7, clock="manual", clock_start=5.0,
+                        keys={"k": KeyConfig(3, 1)}, costs={"vox": 2},
+                        callbacks=CallbackConfig(retries=(1.0, 2.0), allow_hosts=("127.0.0.1",)),
+                        rate_limits={"apibox": {"work": RateLimit(5, 1.0), "poll": None},
+                                     "musicapi": {"work": None, "poll": None}},
+                        maintenance=(MaintenanceWindow("2027-01-01T00:00:00Z", 10.0, "apibox"),),
+                        faults=(FaultRule("*", 0.5, codes=(500,)),))
+    assert config_from_dict(json.loads(json.dumps(dataclasses.asdict(config)))) == config
+
+
+def test_store_must_be_memory_or_redis() -> None:
+    """Names the store setting and what it accepts."""
+    with pytest.raises(ConfigError, match="store is 'postgres://x'; expected 'memory' or a Redis URL"):
+        config_from_dict({"store": "postgres://x"})

@@ -1,0 +1,49 @@
+"""JSON in and out, exactly as the standard library does it, done by orjson wherever its result is the same.
+
+`dumps(value)` is `json.dumps(value, ensure_ascii=False, separators=(",", ":")).encode()` and `loads(raw)` is
+`json.loads(raw)`, results and errors alike. orjson is several times faster but differs on a few inputs, which
+are recognised cheaply and handed to `json`:
+
+- reading: orjson turns integers beyond 64 bits into floats, so a body with a run of 19 digits goes to `json`,
+  as does anything orjson refuses (NaN, Infinity, a BOM, UTF-16, lone surrogates, deep nesting).
+- writing: orjson writes NaN and infinities as `null`, and floats from 1e-10 to 1e-4 its own way (`0.00001`,
+  `1e-6` where `json` writes `1e-05`, `1e-06`), so an output that may hold one (it contains `null`, `0.0000`
+  or a one-digit negative exponent) is written again by `json`, as is anything orjson refuses (integers beyond
+  64 bits, keys that are not strings, dataclasses, dates, ...). Bodies are plain JSON values; orjson would
+  also write uuid.UUID and Enum members, which the mock never puts in one.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from typing import Any
+
+import orjson
+
+_ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_REFUSE_AS_JSON_DOES = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
+_SHORT_NEGATIVE_EXPONENT = re.compile(rb"[0-9]e-[1-9](?:[,}\]]|$)")  # a number ends at , } ] or the end
+_DIGITS_AS_NINES = bytes(0x39 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # a digit -> 9, the rest -> space
+_LONG_DIGIT_RUN = b"9" * 19  # the shortest integer literal that may not fit in 64 bits
+
+
+def dumps(value: Any) -> bytes:
+    """Compact UTF-8 JSON (no ASCII escaping), byte for byte what `json.dumps` writes."""
+    try:
+        out = orjson.dumps(value, option=_REFUSE_AS_JSON_DOES)
+    except TypeError:  # orjson.JSONEncodeError: json may still write it, or raises its own error
+        return _ENCODER.encode(value).encode()
+    if b"null" in out or b"0.0000" in out or (b"e-" in out and _SHORT_NEGATIVE_EXPONENT.search(out)):
+        return _ENCODER.encode(value).encode()  # it may hold a float orjson writes differently
+    return out
+
+
+def loads(raw: bytes) -> Any:
+    """The value of a JSON document, as `json.loads` reads it (and its errors when it cannot)."""
+    if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_NINES):
+        try:
+            return orjson.loads(raw)
+        except orjson.JSONDecodeError:
+            pass  # json decides: it reads some documents orjson refuses, and words its own errors
+    return json.loads(raw)

@@ -1,0 +1,348 @@
+"""RedisStore: the mock's state in Redis, shared by every worker that points at it and kept across restarts.
+
+Every read-modify-write is one Lua script or one MULTI transaction, so workers never interleave inside a
+step: a charge checks and spends the balance at once, a rate window counts a call only if it has room, a
+scripted fault is used at most `times`, a job is claimed by one worker only. Keys (prefix `stemmock:`):
+
+    res:{kind}:{id}   hash, one JSON value per record field (so `update` sets fields atomically)
+    idx:{kind}        set of the kind's ids
+    bal:{provider}:{key}  hash credits / extra_credits
+    rate:{window key} sorted set of admitted calls, scored by the mock's clock
+    faults, faults:times, faults:used   scripted faults (JSON, allowance, uses)
+    script            list of queued behaviours (JSON)
+    maintenance       hash provider -> 0/1
+    journal           capped stream of exchanges (MAXLEN journal_size)
+    counters          hash name -> last id handed out
+    jobs, jobs:due, due, claimed   job bodies, their due instants, the queue, the claims (lease, wall clock)
+    clock             hash: the manual instant, the real clock's offset (kept by reset)
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from typing import Any
+
+import redis
+
+from .state import Job, Record, Store
+
+PREFIX = "stemmock:"
+
+_UPDATE = """
+if redis.call('EXISTS', KEYS[1]) == 0 then return false end
+redis.call('HSET', KEYS[1], unpack(ARGV))
+return redis.call('HGETALL', KEYS[1])
+"""
+
+# KEYS[1] account; ARGV opening credits, opening extra credits, cost ('' to only read). Returns
+# {ok, credits, extra_credits}: ok = 0 when the balance is short (nothing is taken).
+_ACCOUNT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'credits', ARGV[1], 'extra_credits', ARGV[2])
+end
+local c = tonumber(redis.call('HGET', KEYS[1], 'credits'))
+local e = tonumber(redis.call('HGET', KEYS[1], 'extra_credits'))
+local cost = tonumber(ARGV[3])
+if cost and cost > 0 then
+  if c + e < cost then
+    return {0, string.format('%.17g', c), string.format('%.17g', e)}
+  end
+  local from_extra = math.min(e, cost)
+  e = e - from_extra
+  c = c - (cost - from_extra)
+  redis.call('HSET', KEYS[1], 'credits', string.format('%.17g', c), 'extra_credits', string.format('%.17g', e))
+end
+return {1, string.format('%.17g', c), string.format('%.17g', e)}
+"""
+
+# KEYS[1] window; ARGV now, limit, window, token, mode. mode 'check': seconds until a call is admitted
+# (false if one is admitted now). mode 'hit': count the call (1) unless the window is full (0).
+_RATE = """
+local now, limit, window = tonumber(ARGV[1]), tonumber(ARGV[2]), tonumber(ARGV[3])
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - window)
+local n = redis.call('ZCARD', KEYS[1])
+if ARGV[5] == 'hit' then
+  if n >= limit then return 0 end
+  redis.call('ZADD', KEYS[1], now, ARGV[4])
+  return 1
+end
+if n < limit then return false end
+local oldest = redis.call('ZRANGE', KEYS[1], n - limit, n - limit, 'WITHSCORES')
+return string.format('%.17g', math.max(0, tonumber(oldest[2]) + window - now))
+"""
+
+# KEYS faults:times, faults:used; ARGV fault id. 1 when one use was taken.
+_TAKE_FAULT = """
+local times = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+if not times then return 0 end
+local used = tonumber(redis.call('HGET', KEYS[2], ARGV[1]) or '0')
+if used >= times then return 0 end
+redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
+return 1
+"""
+
+# KEYS due, claimed, jobs, jobs:due; ARGV now (mock clock), limit, lease seconds (wall clock).
+# Claims that outlived their lease go back to the queue first: their worker died or was stopped.
+_CLAIM = """
+local t = redis.call('TIME')
+local wall = tonumber(t[1]) + tonumber(t[2]) / 1000000
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', wall)) do
+  redis.call('ZREM', KEYS[2], id)
+  local due = redis.call('HGET', KEYS[4], id)
+  if due then redis.call('ZADD', KEYS[1], due, id) end
+end
+local out = {}
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
+  redis.call('ZREM', KEYS[1], id)
+  redis.call('ZADD', KEYS[2], wall + tonumber(ARGV[3]), id)
+  table.insert(out, id)
+  table.insert(out, redis.call('HGET', KEYS[4], id))
+  table.insert(out, redis.call('HGET', KEYS[3], id))
+end
+return out
+"""
+
+# KEYS journal, counters; ARGV exchange JSON, max length. Returns the exchange's sequence number.
+_RECORD = """
+local seq = redis.call('HINCRBY', KEYS[2], 'journal', 1)
+redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'seq', seq, 'e', ARGV[1])
+return seq
+"""
+
+# KEYS clock; ARGV name, instant: set the instant unless the clock already reads later.
+_FORWARD = """
+local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
+if not current or tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
+"""
+
+
+def _dumps(value: Any) -> str:
+    return json.dumps(value, separators=(",", ":"), default=str)
+
+
+class RedisStore(Store):
+    """The `Store` on a Redis server (`redis://host:port/db`)."""
+
+    shared = True
+
+    def __init__(self, url: str, default_balance: Record | None = None, journal_size: int = 1000,
+                 opening: dict[str, Record] | None = None, lease: float = 60.0,
+                 client: redis.Redis | None = None) -> None:
+        self.url = url
+        # Any: redis-py types every answer as bytes | str whatever decode_responses says; these are all str.
+        self._r: Any = client or redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
+        self._default = dict(default_balance or {"credits": 1000, "extra_credits": 0})
+        self._opening = dict(opening or {})
+        self._journal_size = journal_size
+        self.lease = lease
+        self._update = self._r.register_script(_UPDATE)
+        self._account_script = self._r.register_script(_ACCOUNT)
+        self._rate = self._r.register_script(_RATE)
+        self._take_fault = self._r.register_script(_TAKE_FAULT)
+        self._claim = self._r.register_script(_CLAIM)
+        self._record = self._r.register_script(_RECORD)
+        self._forward = self._r.register_script(_FORWARD)
+
+    def ping(self) -> None:
+        """Raise redis.ConnectionError (with the URL) when the server cannot be reached."""
+        try:
+            self._r.ping()
+        except redis.RedisError as exc:
+            raise redis.ConnectionError(f"cannot reach the store at {self.url}: {exc}") from exc
+
+    def close(self) -> None:
+        self._r.close()
+
+    def reset(self) -> None:
+        keep = PREFIX + "clock"
+        batch: list[str] = []
+        for key in self._r.scan_iter(match=PREFIX + "*", count=1000):
+            if key != keep:
+                batch.append(key)
+            if len(batch) >= 1000:
+                self._r.unlink(*batch)
+                batch.clear()
+        if batch:
+            self._r.unlink(*batch)
+
+    # -- resources ------------------------------------------------------------------------------------
+    @staticmethod
+    def _decode(fields: dict[str, str] | list[str] | None) -> Record | None:
+        if not fields:
+            return None
+        if isinstance(fields, list):  # HGETALL through a script: a flat [field, value, ...] list
+            fields = dict(zip(fields[::2], fields[1::2]))
+        return {name: json.loads(value) for name, value in fields.items()}
+
+    def put(self, kind: str, rid: str, record: Record) -> None:
+        if not record:
+            raise ValueError(f"{kind} {rid}: an empty record cannot be stored.")
+        key = f"{PREFIX}res:{kind}:{rid}"
+        pipe = self._r.pipeline(transaction=True)
+        pipe.delete(key)
+        pipe.hset(key, mapping={name: _dumps(value) for name, value in record.items()})
+        pipe.sadd(f"{PREFIX}idx:{kind}", rid)
+        pipe.execute()
+
+    def get(self, kind: str, rid: str) -> Record | None:
+        return self._decode(self._r.hgetall(f"{PREFIX}res:{kind}:{rid}"))
+
+    def update(self, kind: str, rid: str, changes: Record) -> Record | None:
+        if not changes:
+            return self.get(kind, rid)
+        args = [part for name, value in changes.items() for part in (name, _dumps(value))]
+        return self._decode(self._update(keys=[f"{PREFIX}res:{kind}:{rid}"], args=args))
+
+    def all(self, kind: str) -> list[Record]:
+        ids = sorted(self._r.smembers(f"{PREFIX}idx:{kind}"))
+        pipe = self._r.pipeline(transaction=False)
+        for rid in ids:
+            pipe.hgetall(f"{PREFIX}res:{kind}:{rid}")
+        return [r for r in (self._decode(fields) for fields in pipe.execute()) if r is not None]
+
+    # -- credits ----------------------------------------------------------------------------------------
+    def _account(self, provider: str, api_key: str, cost: float | None) -> tuple[bool, Record]:
+        opening = self._opening.get(api_key, self._default)
+        ok, credits, extra = self._account_script(
+            keys=[f"{PREFIX}bal:{provider}:{api_key}"],
+            args=[repr(float(opening["credits"])), repr(float(opening.get("extra_credits", 0))),
+                  "" if cost is None else repr(float(cost))])
+        return bool(ok), {"credits": float(credits), "extra_credits": float(extra)}
+
+    def balance(self, provider: str, api_key: str) -> Record:
+        return self._account(provider, api_key, None)[1]
+
+    def set_balance(self, provider: str, api_key: str, credits: float, extra_credits: float = 0) -> Record:
+        self._r.hset(f"{PREFIX}bal:{provider}:{api_key}",
+                     mapping={"credits": repr(float(credits)), "extra_credits": repr(float(extra_credits))})
+        return {"credits": float(credits), "extra_credits": float(extra_credits)}
+
+    def charge(self, provider: str, api_key: str, cost: float) -> Record | None:
+        ok, balance = self._account(provider, api_key, cost)
+        return balance if ok else None
+
+    # -- rate windows, scripted faults, maintenance ----------------------------------------------------------
+    def rate_retry_after(self, key: str, now: float, limit: int, window: float) -> float | None:
+        wait = self._rate(keys=[f"{PREFIX}rate:{key}"], args=[repr(now), limit, repr(window), "", "check"])
+        return None if wait is None else float(wait)
+
+    def rate_hit(self, key: str, now: float, limit: int, window: float) -> bool:
+        token = f"{now!r}:{os.urandom(8).hex()}"
+        return bool(self._rate(keys=[f"{PREFIX}rate:{key}"], args=[repr(now), limit, repr(window), token, "hit"]))
+
+    def add_fault(self, fault: Record) -> Record:
+        stored = {**fault, "id": f"fault_{self.next_id('fault')}", "used": 0}
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(f"{PREFIX}faults", stored["id"], _dumps(stored))
+        pipe.hset(f"{PREFIX}faults:times", stored["id"], int(stored["times"]))
+        pipe.execute()
+        return stored
+
+    def faults(self) -> list[Record]:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hgetall(f"{PREFIX}faults")
+        pipe.hgetall(f"{PREFIX}faults:used")
+        bodies, used = pipe.execute()
+        faults = [{**json.loads(body), "used": int(used.get(fid, 0))} for fid, body in bodies.items()]
+        return sorted(faults, key=lambda f: int(f["id"].rsplit("_", 1)[1]))
+
+    def take_fault(self, fault_id: str) -> bool:
+        return bool(self._take_fault(keys=[f"{PREFIX}faults:times", f"{PREFIX}faults:used"], args=[fault_id]))
+
+    def clear_faults(self) -> None:
+        self._r.delete(f"{PREFIX}faults", f"{PREFIX}faults:times", f"{PREFIX}faults:used")
+
+    def set_script(self, steps: list[Record]) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.delete(f"{PREFIX}script")
+        if steps:
+            pipe.rpush(f"{PREFIX}script", *(_dumps(step) for step in steps))
+        pipe.execute()
+
+    def pop_script(self) -> Record | None:
+        step = self._r.lpop(f"{PREFIX}script")
+        return None if step is None else json.loads(step)
+
+    def script(self) -> list[Record]:
+        return [json.loads(step) for step in self._r.lrange(f"{PREFIX}script", 0, -1)]
+
+    def maintenance(self) -> dict[str, bool]:
+        return {provider: on == "1" for provider, on in self._r.hgetall(f"{PREFIX}maintenance").items()}
+
+    def set_maintenance(self, provider: str, on: bool) -> None:
+        self._r.hset(f"{PREFIX}maintenance", provider, "1" if on else "0")
+
+    # -- counters and the shared clock ------------------------------------------------------------------------
+    def next_id(self, name: str) -> int:
+        return int(self._r.hincrby(f"{PREFIX}counters", name, 1))
+
+    def clock_value(self, name: str, default: float | None = None) -> float | None:
+        value = self._r.hget(f"{PREFIX}clock", name)
+        if value is None and default is not None:
+            self._r.hsetnx(f"{PREFIX}clock", name, repr(float(default)))
+            value = self._r.hget(f"{PREFIX}clock", name)
+        return None if value is None else float(value)
+
+    def set_clock_value(self, name: str, value: float) -> None:
+        if name == "manual":  # workers advancing at once must not move each other's clock back
+            self._forward(keys=[f"{PREFIX}clock"], args=[name, repr(float(value))])
+        else:
+            self._r.hset(f"{PREFIX}clock", name, repr(float(value)))
+
+    # -- jobs -------------------------------------------------------------------------------------------------
+    def schedule(self, due: float, job: Record) -> str:
+        job_id = f"job_{self.next_id('job')}"
+        pipe = self._r.pipeline(transaction=True)
+        pipe.hset(f"{PREFIX}jobs", job_id, _dumps(job))
+        pipe.hset(f"{PREFIX}jobs:due", job_id, repr(float(due)))
+        pipe.zadd(f"{PREFIX}due", {job_id: due})
+        pipe.execute()
+        return job_id
+
+    def claim_due(self, now: float, limit: int) -> list[Job]:
+        if limit <= 0:
+            return []
+        flat = self._claim(keys=[f"{PREFIX}due", f"{PREFIX}claimed", f"{PREFIX}jobs", f"{PREFIX}jobs:due"],
+                           args=[repr(now), limit, repr(float(self.lease))])
+        jobs: list[Job] = []
+        for i in range(0, len(flat), 3):
+            job_id, due, body = flat[i:i + 3]
+            if body is not None:  # a job finished by another worker between its lease lapsing and now
+                jobs.append((job_id, float(due), json.loads(body)))
+        return jobs
+
+    def finish(self, job_id: str) -> None:
+        pipe = self._r.pipeline(transaction=True)
+        pipe.zrem(f"{PREFIX}claimed", job_id)
+        pipe.zrem(f"{PREFIX}due", job_id)
+        pipe.hdel(f"{PREFIX}jobs", job_id)
+        pipe.hdel(f"{PREFIX}jobs:due", job_id)
+        pipe.execute()
+
+    def next_due(self) -> float | None:
+        first = self._r.zrange(f"{PREFIX}due", 0, 0, withscores=True)
+        return float(first[0][1]) if first else None
+
+    def pending_jobs(self) -> list[tuple[float, str]]:
+        queued = self._r.zrange(f"{PREFIX}due", 0, -1, withscores=True)
+        if not queued:
+            return []
+        bodies = self._r.hmget(f"{PREFIX}jobs", [job_id for job_id, _due in queued])
+        return [(float(due), json.loads(body).get("label", "") if body else "")
+                for (_job_id, due), body in zip(queued, bodies)]
+
+    def job_count(self) -> int:
+        return int(self._r.zcard(f"{PREFIX}due"))
+
+    # -- journal ----------------------------------------------------------------------------------------
+    def record(self, exchange: Record) -> None:
+        exchange["seq"] = int(self._record(keys=[f"{PREFIX}journal", f"{PREFIX}counters"],
+                                           args=[_dumps(exchange), self._journal_size]))
+
+    def journal(self, limit: int | None = None) -> list[Record]:
+        if limit:
+            entries = list(reversed(self._r.xrevrange(f"{PREFIX}journal", count=limit)))
+        else:
+            entries = self._r.xrange(f"{PREFIX}journal")
+        return [{**json.loads(fields["e"]), "seq": int(fields["seq"])} for _id, fields in entries]

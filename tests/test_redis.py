@@ -1,0 +1,361 @@
+"""Many workers on one Redis: one consistent provider, and a mock that survives SIGKILL.
+
+Every test here runs real `stemmock serve` processes against the real redis-server the session starts:
+two single-worker processes on two ports (so a test knows which worker answers), or one process with
+`--workers 2` sharing a port.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import signal
+import subprocess
+import sys
+import time
+from collections import Counter
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import aiohttp
+import httpx
+import pytest
+import redis
+import yaml
+from conftest import free_port
+
+from contracts.receiver import CallbackReceiver
+from mockserver.redis_store import RedisStore
+
+KEY = "redis-key"
+AUTH = {"Authorization": f"Bearer {KEY}"}
+START = 1_767_225_600
+
+
+class Served:
+    """One `stemmock serve` process (its own process group), answering on `url`."""
+
+    def __init__(self, store: str, tmp: Path, *, clock: str = "manual", workers: int = 1,
+                 settings: dict[str, Any] | None = None) -> None:
+        self.port = free_port()
+        self.url = f"http://127.0.0.1:{self.port}"
+        config = tmp / f"config-{self.port}.yaml"
+        config.write_text(yaml.safe_dump({"clock_start": START, **(settings or {})}))
+        self.process = subprocess.Popen(
+            [sys.executable, "-m", "mockserver", "--port", str(self.port), "--store", store, "--clock", clock,
+             "--workers", str(workers), "--config", str(config), "--log-level", "warning"],
+            start_new_session=True, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
+        self.http = httpx.Client(base_url=self.url, headers=AUTH, timeout=30)
+        deadline = time.monotonic() + 30
+        while True:
+            try:
+                if self.http.get("/__mock/clock").status_code == 200:
+                    break
+            except httpx.TransportError:
+                pass
+            if self.process.poll() is not None or time.monotonic() > deadline:
+                self.stop()
+                raise RuntimeError(f"stemmock serve did not start: {self.errors()}")
+            time.sleep(0.05)
+
+    def errors(self) -> str:
+        return self.process.stderr.read().decode(errors="replace") if self.process.stderr else ""
+
+    def advance(self, seconds: float) -> dict[str, Any]:
+        response = self.http.post("/__mock/clock/advance", json={"seconds": seconds})
+        response.raise_for_status()
+        return dict(response.json())
+
+    def kill(self) -> None:
+        """SIGKILL the whole process group: no shutdown code runs."""
+        os.killpg(self.process.pid, signal.SIGKILL)
+        self.process.wait(10)
+        self.http.close()
+
+    def stop(self) -> None:
+        if self.process.poll() is None:
+            os.killpg(self.process.pid, signal.SIGTERM)
+            try:
+                self.process.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.process.pid, signal.SIGKILL)
+                self.process.wait(10)
+        self.http.close()
+
+
+@pytest.fixture()
+def serve(redis_url: str, tmp_path: Path) -> Iterator[Any]:
+    """Start `stemmock serve` processes on the test's Redis database; all are stopped after the test."""
+    started: list[Served] = []
+
+    def start(**options: Any) -> Served:
+        served = Served(redis_url, tmp_path, **options)
+        started.append(served)
+        return served
+
+    yield start
+    for served in started:
+        served.stop()
+
+
+def generate(http: httpx.Client, callback_url: str) -> str:
+    body = http.post("/api/v1/generate", json={"customMode": False, "instrumental": True, "model": "V4_5",
+                                                "prompt": "night drive", "callBackUrl": callback_url}).json()
+    assert body["code"] == 200, body
+    return str(body["data"]["taskId"])
+
+
+def first_track(http: httpx.Client, task_id: str) -> dict[str, Any]:
+    data = http.get("/api/v1/generate/record-info", params={"taskId": task_id}).json()["data"]
+    assert data["status"] == "SUCCESS", data
+    return dict(data["response"]["sunoData"][0])
+
+
+def separate(http: httpx.Client, task_id: str, audio_id: str, callback_url: str) -> str:
+    body = http.post("/api/v1/vocal-removal/generate", json={
+        "taskId": task_id, "audioId": audio_id, "type": "separate_vocal", "callBackUrl": callback_url}).json()
+    assert body["code"] == 200, body
+    return str(body["data"]["taskId"])
+
+
+# -- one provider across workers ---------------------------------------------------------------------------
+
+
+def test_state_made_on_one_worker_is_seen_by_the_other(serve: Any, receiver: CallbackReceiver) -> None:
+    """A task, a clip, a balance and the clock set through one worker read the same through another."""
+    a, b = serve(), serve()
+    task_id = generate(a.http, receiver.endpoint("gen"))
+    pending = b.http.get("/api/v1/generate/record-info", params={"taskId": task_id}).json()["data"]
+    assert pending["taskId"] == task_id and pending["status"] != "SUCCESS"
+    b.advance(10)  # the clock is shared: the generation finished for both
+    assert a.http.get("/__mock/clock").json()["now"] == START + 10
+    track = first_track(a.http, task_id)
+    assert first_track(b.http, task_id) == track
+
+    clip_id = a.http.post("/api/v1/sonic/upload", json={"url": "https://files.example.com/a.mp3"}).json()["clip_id"]
+    vox = b.http.post("/api/v1/sonic/vox", json={"clip_id": clip_id, "vocal_start_s": 0, "vocal_end_s": 10})
+    assert vox.status_code == 200, vox.text
+    assert vox.json()["data"]["source_clip_id"] == clip_id
+    credits_a = a.http.get("/api/v1/get-credits").json()
+    assert credits_a == b.http.get("/api/v1/get-credits").json()
+    assert b.http.get("/api/v1/generate/credit").json() == a.http.get("/api/v1/generate/credit").json()
+
+    # Ids never collide although both workers run with the same seed.
+    ids = {generate(a.http, receiver.endpoint("gen")) for _ in range(5)} | {generate(b.http, receiver.endpoint("gen")) for _ in range(5)}
+    assert len(ids) == 10
+
+
+def test_the_rate_window_counts_every_workers_calls(serve: Any, receiver: CallbackReceiver) -> None:
+    """api.box's 20 work calls per 10 s hold across workers: 15 + 15 calls admit exactly 20."""
+    a, b = serve(), serve()
+    codes = [a.http.post("/api/v1/generate", json={"customMode": False, "instrumental": True, "model": "V4_5",
+                                                    "prompt": "x", "callBackUrl": receiver.endpoint("gen")}
+                         ).json()["code"] for _ in range(15)]
+    codes += [b.http.post("/api/v1/generate", json={"customMode": False, "instrumental": True, "model": "V4_5",
+                                                     "prompt": "x", "callBackUrl": receiver.endpoint("gen")}
+                          ).json()["code"] for _ in range(15)]
+    assert Counter(codes) == {200: 20, 430: 10}
+    assert codes[:20] == [200] * 20
+    b.advance(10)  # the window slides for both
+    assert generate(a.http, receiver.endpoint("gen"))
+
+
+def test_two_workers_never_overspend_a_balance(serve: Any) -> None:
+    """400 concurrent VOX calls through `--workers 2` against a balance of 100 succeed exactly 100 times."""
+    served = serve(workers=2)
+    clip_id = served.http.post("/api/v1/sonic/upload", json={"url": "https://files.example.com/a.mp3"}).json()[
+        "clip_id"]
+    served.http.put(f"/__mock/credits/{KEY}", json={"credits": 100, "provider": "musicapi"}).raise_for_status()
+
+    async def burst() -> list[int]:
+        # aiohttp rather than httpx: httpx's async pool would make the client the slow side of the burst.
+        body = {"clip_id": clip_id, "vocal_start_s": 0, "vocal_end_s": 5}
+        connector = aiohttp.TCPConnector(limit=200, keepalive_timeout=1.0)
+        async with aiohttp.ClientSession(connector=connector, headers=AUTH) as http:
+            async def vox() -> int:
+                async with http.post(f"{served.url}/api/v1/sonic/vox", json=body) as response:
+                    await response.read()
+                    return response.status
+
+            return list(await asyncio.gather(*(vox() for _ in range(400))))
+
+    started = time.perf_counter()
+    statuses = Counter(asyncio.run(burst()))
+    print(f"\n400 concurrent VOX calls on 2 workers: {time.perf_counter() - started:.2f} s")
+    refused = 403  # MusicAPI's insufficient-credits status
+    assert statuses == {200: 100, refused: 300}, statuses
+    assert served.http.get("/api/v1/get-credits").json()["credits"] == 0
+    journal = served.http.get("/__mock/journal", params={"operation": "getVox"}).json()["exchanges"]
+    assert Counter(e["response"]["status"] for e in journal) == {200: 100, refused: 300}
+
+
+def test_a_thousand_callbacks_from_two_workers_are_each_delivered_once(serve: Any) -> None:
+    """Two workers advancing the shared clock at once claim 1,000 due callbacks between them: each is sent once."""
+    settings = {"rate_limits": {"apibox": {"work": None}}, "default_credits": 100000}
+    a, b = serve(settings=settings), serve(settings=settings)
+    with CallbackReceiver() as receiver:
+        source = generate(a.http, receiver.endpoint("gen"))
+        a.advance(10)
+        audio_id = first_track(a.http, source)["id"]
+        receiver.clear()
+        url = receiver.endpoint("sep")
+        ids = [separate(http, source, audio_id, url) for http in (a.http, b.http) for _ in range(500)]
+        assert len(set(ids)) == 1000
+
+        async def both() -> list[dict[str, Any]]:
+            async with httpx.AsyncClient(timeout=120) as http:
+                answers = await asyncio.gather(*(http.post(f"{w.url}/__mock/clock/advance", json={"seconds": 10})
+                                                 for w in (a, b)))
+            return [r.json() for r in answers]
+
+        ran = [answer["ran"] for answer in asyncio.run(both())]
+        assert sum(ran) == 1000, ran
+        print(f"\njobs run per worker: {ran}")
+        delivered = Counter(d.json["data"]["task_id"] for d in receiver.deliveries if d.path.endswith("sep"))
+        assert set(delivered) == set(ids) and set(delivered.values()) == {1}
+        records = [r for r in a.http.get("/__mock/callbacks").json()["callbacks"] if r["task_id"] in set(ids)]
+        assert len(records) == 1000
+        assert {r["state"] for r in records} == {"delivered"} and {len(r["attempts"]) for r in records} == {1}
+        assert a.advance(3600)["ran"] == 0 and b.advance(3600)["ran"] == 0
+        assert len([d for d in receiver.deliveries if d.path.endswith("sep")]) == 1000
+
+
+def test_the_real_clock_workers_share_due_deliveries(serve: Any) -> None:
+    """With a real clock, `--workers 2` deliver 200 callbacks that fall due together once each."""
+    settings = {"rate_limits": {"apibox": {"work": None}}, "default_credits": 100000,
+                "durations": {"generate_text": 0.1, "generate_first": 0.1, "generate_complete": 0.1,
+                              "vocal_removal": 1.0}}
+    served = serve(clock="real", workers=2, settings=settings)
+    with CallbackReceiver() as receiver:
+        source = generate(served.http, receiver.endpoint("gen"))
+        deadline = time.monotonic() + 10
+        while served.http.get("/api/v1/generate/record-info", params={"taskId": source}).json()["data"][
+                "status"] != "SUCCESS":
+            assert time.monotonic() < deadline, "the generation did not finish"
+            time.sleep(0.05)
+        audio_id = first_track(served.http, source)["id"]
+        ids = {separate(served.http, source, audio_id, receiver.endpoint("sep")) for _ in range(200)}
+        deadline = time.monotonic() + 30
+        while len({d.json["data"]["task_id"] for d in receiver.deliveries if d.path.endswith("sep")}) < 200:
+            assert time.monotonic() < deadline, f"{len(receiver.deliveries)} of 200 delivered"
+            time.sleep(0.05)
+        # Nothing is left to deliver twice: every job is finished, none claimed.
+        assert served.http.get("/__mock/clock").json()["pending"] == 0
+        with redis.Redis.from_url(served_store(served)) as client:
+            assert client.zcard("stemmock:claimed") == 0
+        sent = Counter(d.json["data"]["task_id"] for d in receiver.deliveries if d.path.endswith("sep"))
+        assert set(sent) == ids and set(sent.values()) == {1}
+
+
+def served_store(served: Served) -> str:
+    args = served.process.args
+    return str(args[args.index("--store") + 1])
+
+
+# -- restarts ------------------------------------------------------------------------------------------------
+
+
+def test_sigkill_and_restart_keep_state_and_deliver_what_fell_due(serve: Any) -> None:
+    """After SIGKILL, a new process has the clips, tasks and balances, and sends the callback that fell due."""
+    settings = {"rate_limits": {"apibox": {"work": None}},
+                "durations": {"generate_text": 0.05, "generate_first": 0.05, "generate_complete": 0.05,
+                              "vocal_removal": 0.5}}
+    first = serve(clock="real", settings=settings)
+    with CallbackReceiver() as receiver:
+        source = generate(first.http, receiver.endpoint("gen"))
+        deadline = time.monotonic() + 10
+        while first.http.get("/api/v1/generate/record-info", params={"taskId": source}).json()["data"][
+                "status"] != "SUCCESS":
+            assert time.monotonic() < deadline
+            time.sleep(0.02)
+        audio_id = first_track(first.http, source)["id"]
+        clip_id = first.http.post("/api/v1/sonic/upload", json={"url": "https://files.example.com/a.mp3"}).json()[
+            "clip_id"]
+        receiver.clear()
+        task_id = separate(first.http, source, audio_id, receiver.endpoint("sep"))
+        balances = (first.http.get("/api/v1/get-credits").json(), first.http.get("/api/v1/generate/credit").json())
+        first.kill()
+        assert receiver.deliveries == []  # it was killed before the separation finished
+
+        second = serve(clock="real", settings=settings)  # starts after the delivery fell due
+        deadline = time.monotonic() + 20
+        while not receiver.deliveries:
+            assert time.monotonic() < deadline, "the owed callback was not delivered after the restart"
+            time.sleep(0.05)
+        assert [d.json["data"]["task_id"] for d in receiver.deliveries] == [task_id]
+        info = second.http.get("/api/v1/vocal-removal/record-info", params={"taskId": task_id}).json()["data"]
+        assert info["taskId"] == task_id and info["successFlag"] == "SUCCESS"
+        assert (second.http.get("/api/v1/get-credits").json(),
+                second.http.get("/api/v1/generate/credit").json()) == balances
+        vox = second.http.post("/api/v1/sonic/vox", json={"clip_id": clip_id, "vocal_start_s": 0, "vocal_end_s": 5})
+        assert vox.status_code == 200
+
+
+def test_a_manual_clock_and_its_pending_callbacks_survive_a_restart(serve: Any) -> None:
+    """A restarted mock keeps the manual instant and the callbacks still due, and sends them on advance."""
+    first = serve()
+    with CallbackReceiver() as receiver:
+        source = generate(first.http, receiver.endpoint("gen"))
+        first.advance(10)
+        audio_id = first_track(first.http, source)["id"]
+        receiver.clear()
+        task_id = separate(first.http, source, audio_id, receiver.endpoint("sep"))
+        first.kill()
+        second = serve()
+        clock = second.http.get("/__mock/clock").json()
+        assert clock["now"] == START + 10 and clock["pending"] == 1
+        assert second.advance(10)["ran"] == 1
+        assert [d.json["data"]["task_id"] for d in receiver.deliveries] == [task_id]
+
+
+# -- claims and leases ------------------------------------------------------------------------------------------
+
+
+def test_a_claim_whose_worker_died_is_handed_out_again(redis_url: str) -> None:
+    """A job claimed but never finished goes back to the queue when its lease lapses, and only then."""
+    keeping = RedisStore(redis_url, lease=60)
+    keeping.schedule(10.0, {"kind": "attempt", "args": ["dlv_000001"], "label": "a"})
+    claimed = keeping.claim_due(10.0, 10)
+    assert [job["args"] for _id, _due, job in claimed] == [["dlv_000001"]]
+    assert RedisStore(redis_url).claim_due(10.0, 10) == []  # held by a live lease
+
+    dying = RedisStore(redis_url, lease=0)  # a worker whose lease lapses at once
+    dying.schedule(20.0, {"kind": "attempt", "args": ["dlv_000002"], "label": "b"})
+    assert [job["label"] for _id, _due, job in dying.claim_due(20.0, 10)] == ["b"]
+    again = RedisStore(redis_url, lease=60).claim_due(20.0, 10)
+    assert [(due, job["label"]) for _id, due, job in again] == [(20.0, "b")]
+    keeping.finish(again[0][0])
+    assert RedisStore(redis_url, lease=60).claim_due(99.0, 10) == []
+    for store in (keeping, dying):
+        store.close()
+
+
+def test_concurrent_charges_never_overspend(redis_url: str) -> None:
+    """Eight clients charging one account at once take exactly the balance, never more."""
+    stores = [RedisStore(redis_url) for _ in range(8)]
+    stores[0].set_balance("musicapi", "k", 50, 10)
+
+    async def spend(store: RedisStore) -> int:
+        return sum(await asyncio.gather(*(asyncio.to_thread(lambda: store.charge("musicapi", "k", 1) is not None)
+                                          for _ in range(20))))
+
+    async def everyone() -> list[int]:
+        return await asyncio.gather(*(spend(store) for store in stores))
+
+    assert sum(asyncio.run(everyone())) == 60
+    assert stores[0].balance("musicapi", "k") == {"credits": 0.0, "extra_credits": 0.0}
+    for store in stores:
+        store.close()
+
+
+def test_serve_refuses_many_workers_on_memory_and_an_unreachable_store(tmp_path: Path) -> None:
+    """Exits 2 with a readable message for --workers 2 on memory, and for a Redis nobody listens on."""
+    base = [sys.executable, "-m", "mockserver", "--port", "0"]
+    memory = subprocess.run([*base, "--workers", "2"], check=False, capture_output=True, text=True, timeout=60)
+    assert memory.returncode == 2 and "needs a store the workers share" in memory.stderr
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    down = subprocess.run([*base, "--store", url], check=False, capture_output=True, text=True, timeout=60)
+    assert down.returncode == 2 and url in down.stderr
+    bad = subprocess.run([*base, "--store", "mongodb://x"], check=False, capture_output=True, text=True, timeout=60)
+    assert bad.returncode == 2 and "expected 'memory' or a Redis URL" in bad.stderr
