@@ -2,7 +2,8 @@
 
 Phases, in order (each bounded in time; loopback only; servers on core 0, wrk and the receiver on core 1):
 load rows (VOX, an invalid request, vocal-removal; 16 and 64 connections), start-up to the first 200,
-resident memory over a soak of VOX calls, a burst of callbacks, and the in-process ASGI fixture.
+resident memory over a soak of VOX calls, a burst of callbacks, the in-process ASGI fixture, and VOX with
+two workers on a Redis store against one worker in memory.
 """
 
 from __future__ import annotations
@@ -31,6 +32,7 @@ from .procs import (
     versions,
 )
 from .report import Report
+from .shared import shared_rows
 
 HERE = Path(__file__).resolve().parent
 CONNECTIONS = (16, 64)
@@ -169,8 +171,8 @@ def load_rows(report: Report, plan: Plan, config: Path, log_dir: Path) -> list[C
             f"Memory growth from vocal-removal: its rows (warm-ups included) made {tasks:,.0f} calls, which stored "
             f"{tasks:,.0f} tasks and left {pending:,} callbacks scheduled (the manual clock never reached them); "
             f"RSS went {mib(int(rss_before)):.1f} → {mib(rss_after):.1f} MiB, ≈{per_task:,.0f} bytes per call. "
-            "Tasks are never evicted, so vocal-removal calls grow memory without bound (the journal itself is "
-            "bounded). "
+            "Tasks are kept (as encoded JSON, which the garbage collector never walks), so vocal-removal calls "
+            "grow memory by that much per call; the journal itself is bounded. "
             f"RSS of the load server when idle: {mib(idle):.1f} MiB.")
         for problem in problems:
             report.notes.append(f"CHECK FAILED: {problem}")
@@ -281,6 +283,8 @@ def run_phases(report: Report, plan: Plan, log_dir: Path) -> None:
         callback_rows(report, plan, log_dir)
         print("in-process fixture ...", flush=True)
         asgi_rows(report, plan)
+        print("shared store (Redis, 2 workers) ...", flush=True)
+        shared_rows(report, plan.load_seconds, plan.warmup_seconds, config, log_dir)
     report.foreign_cores = whole.foreign_cores
 
 

@@ -148,7 +148,7 @@ def run_json_child(module: str, args: list[str], timeout: float, core: int = SER
 def versions(wrk: str) -> dict[str, str]:
     out: dict[str, str] = {"python": platform.python_version()}
     for dist in ("stemmock", "starlette", "uvicorn", "uvloop", "httptools", "httpx", "aiohttp", "jsonschema-rs",
-                 "anyio"):
+                 "orjson", "pyyaml", "anyio"):
         try:
             out[dist] = importlib.metadata.version(dist)
         except importlib.metadata.PackageNotFoundError:

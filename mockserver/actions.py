@@ -41,6 +41,7 @@ class Context:
     rng: random.Random
     base_url: str
     scenario: str | None = None  # the delivery behaviour decided for the task this call creates
+    reads: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)  # what `owned` has read
 
     @property
     def api_key(self) -> str:
@@ -63,7 +64,10 @@ class Context:
         """The resource `kind/rid` if it exists and belongs to this request's API key."""
         if not isinstance(rid, str) or not rid:
             return None
-        record = self.store.get(kind, rid)
+        key = (kind, rid)
+        if key not in self.reads:  # a call reads a resource once, however many of its steps look at it
+            self.reads[key] = self.store.get(kind, rid)
+        record = self.reads[key]
         return record if record is not None and record.get("api_key") == self.api_key else None
 
 

@@ -167,7 +167,7 @@ def _vox_precheck(ctx: Context) -> Refusal | None:
     refusal = _ready_clip(ctx)
     if refusal is not None:
         return refusal
-    clip = ctx.store.get("clip", ctx.req.json["clip_id"])
+    clip = ctx.owned("clip", ctx.req.json["clip_id"])
     end = ctx.req.json.get("vocal_end_s")
     if clip is not None and isinstance(end, (int, float)) and end > clip["duration"]:
         return Refusal(400, f"vocal_end_s ({end:g}) is beyond the end of the clip ({clip['duration']:g} s).",
@@ -178,7 +178,7 @@ def _vox_precheck(ctx: Context) -> Refusal | None:
 @action("musicapi.vox", precheck=_vox_precheck)
 def vox(ctx: Context) -> Reply:
     body = ctx.req.json
-    clip = ctx.store.get("clip", body["clip_id"])
+    clip = ctx.owned("clip", body["clip_id"])
     assert clip is not None
     start = float(body.get("vocal_start_s", 0.0))
     end = float(body["vocal_end_s"]) if "vocal_end_s" in body else min(clip["duration"], 30.0)
