@@ -155,6 +155,9 @@ class Mock:
         self.known_keys = set(config.keys) if config.keys is not None else None
         self.windows = [(parse_instant(w.start), parse_instant(w.end), w.provider) for w in config.maintenance]
         self.store = store or open_store(config)
+        self._rate_windows = {op.key: ((config.rate_limits.get(spec.provider.name) or {}).get(rate_class(op)),
+                                       f"{spec.provider.name}/{rate_class(op)}/")
+                              for spec in self.specs for op in spec.operations}
         self.clock = Clock(config.clock, config.clock_start, self.store)
         self.scheduler = Scheduler(self.clock, self.store, config.callbacks.concurrency)
         self.deliveries = Deliveries(self.store, self.clock, self.scheduler, config)
@@ -181,9 +184,9 @@ class Mock:
         return any(start <= now < end and who in (None, "", provider) for start, end, who in self.windows)
 
     def rate_window(self, op: Operation, api_key: str) -> tuple[RateLimit | None, str]:
-        kind = rate_class(op)
-        limit = (self.config.rate_limits.get(op.provider.name) or {}).get(kind)
-        return limit, f"{op.provider.name}/{kind}/{api_key}"
+        """The operation's rate limit (None: unlimited) and the key of its sliding window for `api_key`."""
+        limit, prefix = self._rate_windows[op.key]
+        return limit, prefix + api_key
 
     def latency(self, op: Operation) -> float:
         for rule in self.config.latency:
@@ -310,14 +313,19 @@ class Mock:
 
     def _journal(self, op: Operation, req: MockRequest, violations: list[Any], outcome: Outcome, status: int,
                  body: Any) -> None:
-        self.store.record({
-            "time": self.clock.now(), "operation": op.operation_id, "provider": op.provider.name,
-            "method": req.method, "path": req.path, "api_key": req.api_key,
-            "request": {"query": req.query, "body": None if req.body is NO_BODY else
-                        "<invalid JSON>" if req.body is BAD_JSON else req.body},
-            "violations": [v.as_dict() for v in violations], "outcome": outcome.as_dict(),
-            "response": {"status": status, "body": body},
-        })
+        now = self.clock.now()
+
+        def exchange() -> dict[str, Any]:  # built when the journal is read (nothing it reads changes later)
+            return {
+                "time": now, "operation": op.operation_id, "provider": op.provider.name,
+                "method": req.method, "path": req.path, "api_key": req.api_key,
+                "request": {"query": req.query, "body": None if req.body is NO_BODY else
+                            "<invalid JSON>" if req.body is BAD_JSON else req.body},
+                "violations": [v.as_dict() for v in violations], "outcome": outcome.as_dict(),
+                "response": {"status": status, "body": body},
+            }
+
+        self.store.record(exchange)
 
     def _no_route(self, method: str, path: str, allowed: list[str]) -> JsonResponse:
         spec = self.router.provider_of(path)

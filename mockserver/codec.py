@@ -16,6 +16,7 @@ are recognised cheaply and handed to `json`:
 from __future__ import annotations
 
 import json
+import math
 import re
 from typing import Any
 
@@ -34,9 +35,33 @@ def dumps(value: Any) -> bytes:
         out = orjson.dumps(value, option=_REFUSE_AS_JSON_DOES)
     except TypeError:  # orjson.JSONEncodeError: json may still write it, or raises its own error
         return _ENCODER.encode(value).encode()
-    if b"null" in out or b"0.0000" in out or (b"e-" in out and _SHORT_NEGATIVE_EXPONENT.search(out)):
-        return _ENCODER.encode(value).encode()  # it may hold a float orjson writes differently
+    if (b"null" in out and _has_nonfinite(value)) or b"0.0000" in out or \
+            (b"e-" in out and _SHORT_NEGATIVE_EXPONENT.search(out)):
+        return _ENCODER.encode(value).encode()  # it holds a float orjson writes differently
     return out
+
+
+def _has_nonfinite(value: Any) -> bool:
+    """Whether a NaN or an infinity (which orjson writes as null, json as NaN/Infinity) is inside `value`."""
+    if isinstance(value, float):
+        return not math.isfinite(value)
+    if isinstance(value, dict):
+        return any(_has_nonfinite(v) for v in value.values())
+    if isinstance(value, (list, tuple)):
+        return any(_has_nonfinite(v) for v in value)
+    return False
+
+
+def pack(value: Any) -> bytes:
+    """Compact JSON for the mock's own storage, where only the round trip through `loads` matters.
+
+    orjson as it is (no byte-for-byte guard); what it refuses (integers beyond 64 bits) goes through json.
+    A NaN or infinity is stored as null.
+    """
+    try:
+        return orjson.dumps(value)
+    except TypeError:
+        return _ENCODER.encode(value).encode()
 
 
 def loads(raw: bytes) -> Any:

@@ -21,6 +21,7 @@ from __future__ import annotations
 
 import json
 import os
+from collections.abc import Callable
 from typing import Any
 
 import redis
@@ -336,9 +337,9 @@ class RedisStore(Store):
         return int(self._r.zcard(f"{PREFIX}due"))
 
     # -- journal ----------------------------------------------------------------------------------------
-    def record(self, exchange: Record) -> None:
-        exchange["seq"] = int(self._record(keys=[f"{PREFIX}journal", f"{PREFIX}counters"],
-                                           args=[_dumps(exchange), self._journal_size]))
+    def record(self, exchange: Record | Callable[[], Record]) -> None:
+        built = exchange() if callable(exchange) else exchange
+        self._record(keys=[f"{PREFIX}journal", f"{PREFIX}counters"], args=[_dumps(built), self._journal_size])
 
     def journal(self, limit: int | None = None) -> list[Record]:
         if limit:

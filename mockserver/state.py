@@ -15,9 +15,11 @@ import itertools
 import random
 from abc import ABC, abstractmethod
 from collections import deque
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from .codec import dumps, loads
+from .codec import loads
+from .codec import pack as dumps
 
 if TYPE_CHECKING:
     from .config import MockConfig
@@ -141,7 +143,11 @@ class Store(ABC):
 
     # -- journal ----------------------------------------------------------------------------------------
     @abstractmethod
-    def record(self, exchange: Record) -> None: ...
+    def record(self, exchange: Record | Callable[[], Record]) -> None:
+        """Journal one exchange: the record, or a function that builds it (a store may call it later).
+
+        The builder must capture its values when it is made (time included): it may run long after.
+        """
 
     @abstractmethod
     def journal(self, limit: int | None = None) -> list[Record]: ...
@@ -168,16 +174,16 @@ class MemoryStore(Store):
         self._clock_values: dict[str, float] = getattr(self, "_clock_values", {})  # the clock outlives a reset
         self._resources: dict[str, dict[str, bytes]] = {}
         self._ledger: dict[tuple[str, str], Record] = {}
-        self._journal: deque[bytes] = deque(maxlen=self._journal_size)
+        self._journal: deque[tuple[int, Record | Callable[[], Record]]] = deque(maxlen=self._journal_size)
         self._seq = 0
         self._windows: dict[str, deque[float]] = {}
         self._faults: list[Record] = []
         self._script: deque[Record] = deque()
         self._maintenance: dict[str, bool] = {}
 
-    # Records, jobs and exchanges are kept as encoded JSON, as the Redis store keeps them: a record handed
-    # out is a fresh copy, only JSON survives the round trip on either store, and a million stored tasks are
-    # a million byte strings the garbage collector never has to walk (full collections stay short).
+    # Records and jobs are kept as encoded JSON, as the Redis store keeps them: a record handed out is a
+    # fresh copy, only JSON survives the round trip on either store, and a million stored tasks are a
+    # million byte strings the garbage collector never has to walk (full collections stay short).
     def put(self, kind: str, rid: str, record: Record) -> None:
         self._resources.setdefault(kind, {})[rid] = dumps(record)
 
@@ -314,14 +320,15 @@ class MemoryStore(Store):
     def set_maintenance(self, provider: str, on: bool) -> None:
         self._maintenance[provider] = on
 
-    def record(self, exchange: Record) -> None:
+    def record(self, exchange: Record | Callable[[], Record]) -> None:
+        # Built only when the journal is read: most exchanges are never looked at.
         self._seq += 1
-        exchange["seq"] = self._seq
-        self._journal.append(dumps(exchange))
+        self._journal.append((self._seq, exchange))
 
     def journal(self, limit: int | None = None) -> list[Record]:
         items = list(self._journal)
-        return [loads(raw) for raw in (items[-limit:] if limit else items)]
+        return [loads(dumps({**(entry() if callable(entry) else entry), "seq": seq}))  # a copy the caller owns
+                for seq, entry in (items[-limit:] if limit else items)]
 
 
 class CountedRandom(random.Random):

@@ -260,7 +260,7 @@ def test_sigkill_and_restart_keep_state_and_deliver_what_fell_due(serve: Any) ->
     """After SIGKILL, a new process has the clips, tasks and balances, and sends the callback that fell due."""
     settings = {"rate_limits": {"apibox": {"work": None}},
                 "durations": {"generate_text": 0.05, "generate_first": 0.05, "generate_complete": 0.05,
-                              "vocal_removal": 0.5}}
+                              "vocal_removal": 2.0}}
     first = serve(clock="real", settings=settings)
     with CallbackReceiver() as receiver:
         source = generate(first.http, receiver.endpoint("gen"))
@@ -274,11 +274,13 @@ def test_sigkill_and_restart_keep_state_and_deliver_what_fell_due(serve: Any) ->
             "clip_id"]
         receiver.clear()
         task_id = separate(first.http, source, audio_id, receiver.endpoint("sep"))
+        due = time.monotonic() + 2.0
         balances = (first.http.get("/api/v1/get-credits").json(), first.http.get("/api/v1/generate/credit").json())
         first.kill()
         assert receiver.deliveries == []  # it was killed before the separation finished
+        time.sleep(max(0.0, due - time.monotonic()) + 0.2)  # the mock stays down past the callback's due instant
 
-        second = serve(clock="real", settings=settings)  # starts after the delivery fell due
+        second = serve(clock="real", settings=settings)
         deadline = time.monotonic() + 20
         while not receiver.deliveries:
             assert time.monotonic() < deadline, "the owed callback was not delivered after the restart"
