@@ -26,18 +26,24 @@ class BenchError(RuntimeError):
 # -- what the harness needs -----------------------------------------------------------------------------
 def ensure_wrk() -> str:
     """Path of wrk, installed from Debian's packages when missing (needs root)."""
-    found = shutil.which("wrk")
+    return ensure_tool("wrk", "wrk")
+
+
+def ensure_tool(command: str, package: str) -> str:
+    """Path of `command`, installing Debian's `package` with apt-get when it is missing (needs root)."""
+    found = shutil.which(command)
     if found:
         return found
     if os.geteuid() != 0:
-        raise BenchError("wrk is not installed and this is not root: run `sudo apt-get install -y wrk` first.")
-    print("installing wrk (apt-get) ...", flush=True)
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "wrk"]):
+        raise BenchError(f"{command} is not installed and this is not root: run `sudo apt-get install -y {package}` "
+                         "first.")
+    print(f"installing {package} (apt-get) ...", flush=True)
+    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", package]):
         subprocess.run(cmd, check=True, timeout=600, stdout=subprocess.DEVNULL,
                        env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    found = shutil.which("wrk")
+    found = shutil.which(command)
     if not found:
-        raise BenchError("apt-get installed wrk but it is not on PATH.")
+        raise BenchError(f"apt-get installed {package} but {command} is not on PATH.")
     return found
 
 

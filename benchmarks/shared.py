@@ -7,9 +7,6 @@ same CPU budget. On a machine with more cores than this one, the workers would e
 
 from __future__ import annotations
 
-import os
-import shutil
-import subprocess
 import time
 from pathlib import Path
 
@@ -17,29 +14,11 @@ import redis
 
 from . import cases, load
 from .cases import AUTH, READY_PATH, Case
-from .procs import SERVER_CORE, BenchError, Server, free_port, stemmock_command
+from .procs import SERVER_CORE, BenchError, Server, ensure_tool, free_port, stemmock_command
 from .report import Report
 
 CONNECTIONS = (16, 64)
 WORKERS = 2
-
-
-def ensure_redis() -> str:
-    """Path of redis-server, installed from Debian's packages when missing (needs root)."""
-    found = shutil.which("redis-server")
-    if found:
-        return found
-    if os.geteuid() != 0:
-        raise BenchError("redis-server is not installed and this is not root: run "
-                         "`sudo apt-get install -y redis-server` first.")
-    print("installing redis-server (apt-get) ...", flush=True)
-    for cmd in (["apt-get", "update", "-qq"], ["apt-get", "install", "-y", "-qq", "redis-server"]):
-        subprocess.run(cmd, check=True, timeout=600, stdout=subprocess.DEVNULL,
-                       env={**os.environ, "DEBIAN_FRONTEND": "noninteractive"})
-    found = shutil.which("redis-server")
-    if not found:
-        raise BenchError("apt-get installed redis-server but it is not on PATH.")
-    return found
 
 
 def start_redis(binary: str, log_dir: Path) -> tuple[Server, str]:
@@ -83,7 +62,7 @@ def vox_runs(server: Server, case: Case, seconds: float, warmup: float) -> dict[
 
 def shared_rows(report: Report, seconds: float, warmup: float, config: Path, log_dir: Path) -> None:
     """VOX throughput and latency: 2 workers on Redis (stemmock column) vs 1 worker in memory (floor column)."""
-    redis_server, store = start_redis(ensure_redis(), log_dir)
+    redis_server, store = start_redis(ensure_tool("redis-server", "redis-server"), log_dir)
     problems = []
     try:
         memory = cases.start_mock(config, log_dir, "stemmock-memory")
