@@ -123,19 +123,6 @@ def measure(server: Server, case: Case, conns: int, plan: Plan, count: bool) -> 
     return best
 
 
-def check(run: load.Run, case: Case, where: str, charged: float | None, conns: int) -> list[str]:
-    """What is wrong with a run: socket errors, wrong statuses, or fewer successes than answers."""
-    problems = []
-    if run.socket_errors:
-        problems.append(f"{where}: {run.socket_errors} socket errors")
-    expected_status_errors = run.requests if case.status >= 400 else 0
-    if run.status_errors != expected_status_errors:
-        problems.append(f"{where}: {run.status_errors} answers with HTTP >= 400 (expected {expected_status_errors})")
-    if charged is not None and not run.requests <= charged <= run.requests + conns:
-        problems.append(f"{where}: {run.requests} answers but {charged:.0f} successes charged")
-    return problems
-
-
 def load_rows(report: Report, plan: Plan, config: Path, log_dir: Path) -> list[Case]:
     mock, rows = started_mock(config, log_dir, "stemmock-load")
     problems: list[str] = []
@@ -153,8 +140,8 @@ def load_rows(report: Report, plan: Plan, config: Path, log_dir: Path) -> list[C
             for conns in CONNECTIONS:
                 run, charged = measure(mock, case, conns, plan, count=True)
                 floor_run, _ = measure(floors[case.name], case, conns, plan, count=False)
-                problems += check(run, case, f"stemmock {case.name} c{conns}", charged, conns)
-                problems += check(floor_run, case, f"floor {case.name} c{conns}", None, conns)
+                problems += load.check(run, case, f"stemmock {case.name} c{conns}", charged, conns)
+                problems += load.check(floor_run, case, f"floor {case.name} c{conns}", None, conns)
                 report.noise += [(f"stemmock {case.path} c{conns}", run.foreign_cores),
                                  (f"floor {case.path} c{conns}", floor_run.foreign_cores)]
                 report.add(f"{case.name}, {conns} conn: throughput", run.rps, floor_run.rps, "req/s",

@@ -8,8 +8,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from .procs import LOAD_CORE, BenchError, CpuWatch
+
+if TYPE_CHECKING:
+    from .cases import Case
 
 SCRIPT = Path(__file__).with_name("wrk.lua")
 
@@ -66,3 +70,16 @@ def send_count(url: str, body: str, count: int, conns: int, rate: float, time_ca
         if run.requests < left:  # it ran its whole duration: a true rate
             rate = max(run.requests / max(run.seconds, 1e-3), 100.0)
     return sent, time.perf_counter() - started, rate
+
+
+def check(run: Run, case: Case, where: str, charged: float | None, conns: int) -> list[str]:
+    """What is wrong with a run: socket errors, wrong statuses, or fewer successes than answers."""
+    problems = []
+    if run.socket_errors:
+        problems.append(f"{where}: {run.socket_errors} socket errors")
+    expected_status_errors = run.requests if case.status >= 400 else 0
+    if run.status_errors != expected_status_errors:
+        problems.append(f"{where}: {run.status_errors} answers with HTTP >= 400 (expected {expected_status_errors})")
+    if charged is not None and not run.requests <= charged <= run.requests + conns:
+        problems.append(f"{where}: {run.requests} answers but {charged:.0f} successes charged")
+    return problems

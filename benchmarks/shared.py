@@ -63,7 +63,7 @@ def vox_runs(server: Server, case: Case, seconds: float, warmup: float) -> dict[
 def shared_rows(report: Report, seconds: float, warmup: float, config: Path, log_dir: Path) -> None:
     """VOX throughput and latency: 2 workers on Redis (stemmock column) vs 1 worker in memory (floor column)."""
     redis_server, store = start_redis(ensure_tool("redis-server", "redis-server"), log_dir)
-    problems = []
+    problems: list[str] = []
     try:
         memory = cases.start_mock(config, log_dir, "stemmock-memory")
         memory.wait_ready(READY_PATH, AUTH)
@@ -81,9 +81,7 @@ def shared_rows(report: Report, seconds: float, warmup: float, config: Path, log
         label = f"VOX, {conns} conn: {WORKERS} workers on Redis (floor column: 1 worker in memory)"
         report.add(f"{label}: throughput", run.rps, base.rps, "req/s")
         report.add(f"{label}: p99 latency", run.p99_ms, base.p99_ms, "ms")
-        if run.socket_errors or run.status_errors or not run.requests <= charged <= run.requests + conns:
-            problems.append(f"Redis VOX c{conns}: {run.socket_errors} socket errors, {run.status_errors} "
-                            f"HTTP >= 400, {run.requests} answers, {charged:.0f} successes charged")
+        problems += load.check(run, vox, f"Redis VOX c{conns}", charged, conns)
     report.notes.append(
         f"Shared store: both servers pinned to core {SERVER_CORE} (the Redis row's {WORKERS} workers and its "
         "redis-server share it), wrk on the load core; every VOX answer on Redis was charged exactly once "
