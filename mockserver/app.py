@@ -97,6 +97,8 @@ class _RequestView:
     def __init__(self, mock: Mock, op: Operation, ctx: Context, action: Action | None) -> None:
         self.mock, self.op, self.ctx, self.action = mock, op, ctx, action
         self.costs = mock.costs[op.provider.name]
+        self._step: dict[str, Any] | None = None
+        self._step_taken = False
 
     def precheck(self) -> Refusal | None:
         for callback in self.op.callbacks.values():  # the configured allow-list of callback hosts
@@ -131,8 +133,8 @@ class _RequestView:
 
     def script_step(self) -> dict[str, Any] | None:
         """The call's scripted behaviour, taken from the script once however often decide asks."""
-        if not hasattr(self, "_step"):
-            self._step = self.mock.store.pop_script()
+        if not self._step_taken:
+            self._step, self._step_taken = self.mock.store.pop_script(), True
         return self._step
 
 

@@ -164,6 +164,7 @@ class MemoryStore(Store):
         self._default = dict(default_balance or {"credits": 1000, "extra_credits": 0})
         self._opening = dict(opening or {})  # api_key -> starting balance for configured keys
         self._journal_size = journal_size
+        self._clock_values: dict[str, float] = {}  # the clock's state outlives a reset
         self.reset()
 
     def reset(self) -> None:
@@ -171,7 +172,6 @@ class MemoryStore(Store):
         self._jobs: dict[str, bytes] = {}
         self._due: list[tuple[float, int, str]] = []
         self._job_seq = itertools.count()
-        self._clock_values: dict[str, float] = getattr(self, "_clock_values", {})  # the clock outlives a reset
         self._resources: dict[str, dict[str, bytes]] = {}
         self._ledger: dict[tuple[str, str], Record] = {}
         self._journal: deque[tuple[int, Record | Callable[[], Record]]] = deque(maxlen=self._journal_size)
@@ -189,7 +189,7 @@ class MemoryStore(Store):
 
     def get(self, kind: str, rid: str) -> Record | None:
         raw = self._resources.get(kind, {}).get(rid)
-        return None if raw is None else loads(raw)  # type: ignore[no-any-return]
+        return None if raw is None else loads(raw)
 
     def update(self, kind: str, rid: str, changes: Record) -> Record | None:
         record = self.get(kind, rid)
