@@ -100,25 +100,30 @@ def serve(host: str | None, port: int | None, config_path: str | None, seed: int
         app = None
         if workers == 1:
             app = create_app(config)  # fail here, with a readable message, on a bad spec or config
-        _check_store(config)
+        _check_store(config, app)
     except (ConfigError, SpecError) as exc:
         click.echo(f"stemmock: {exc}", err=True)
         sys.exit(EXIT_BAD_CONFIG)
     run(config, log_level, app, workers)  # the app just built: loading the specs twice doubled start-up
 
 
-def _check_store(config: MockConfig) -> None:
-    """Fail before serving when a Redis store cannot be reached (ConfigError naming the URL)."""
+def _check_store(config: MockConfig, app: MockApp | None) -> None:
+    """Fail before serving when a Redis store cannot be reached (ConfigError naming the URL).
+
+    The app's own store is asked when the app is built; worker processes build theirs later, so a throw-away
+    connection asks for them.
+    """
     if config.store == "memory":
         return
     import redis
 
     from .redis_store import RedisStore
 
-    store = RedisStore(config.store)
+    store = app.state.mock.store if app is not None else RedisStore(config.store)
     try:
         store.ping()
     except redis.RedisError as exc:
         raise ConfigError(f"store: {exc}") from None
     finally:
-        store.close()
+        if app is None:
+            store.close()
