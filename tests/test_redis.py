@@ -264,10 +264,11 @@ def test_sigkill_and_restart_keep_state_and_deliver_what_fell_due(serve: Any) ->
     first = serve(clock="real", settings=settings)
     with CallbackReceiver() as receiver:
         source = generate(first.http, receiver.endpoint("gen"))
+        # The "complete" callback is sent after the task turns SUCCESS: wait for it, so that nothing of the
+        # generation is still in flight when the receiver is cleared.
         deadline = time.monotonic() + 10
-        while first.http.get("/api/v1/generate/record-info", params={"taskId": source}).json()["data"][
-                "status"] != "SUCCESS":
-            assert time.monotonic() < deadline
+        while not any(d.json["data"]["callbackType"] == "complete" for d in receiver.deliveries):
+            assert time.monotonic() < deadline, "the generation did not finish"
             time.sleep(0.02)
         audio_id = first_track(first.http, source)["id"]
         clip_id = first.http.post("/api/v1/sonic/upload", json={"url": "https://files.example.com/a.mp3"}).json()[
