@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import functools
+import gc
 import logging
 import random
 import re
@@ -23,7 +24,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import audio
+from . import audio, codec
 from .actions import Action, Context, load_actions
 from .callbacks import Deliveries, host_allowed
 from .clock import Clock, Scheduler
@@ -236,16 +237,18 @@ class Mock:
         delay = self.latency(op)
         # One call is one instant: a shared clock is read once for it, not once per use.
         with self.clock.pinned() if self.store.shared else contextlib.nullcontext():
-            status, body, headers, outcome = self._answer_and_journal(op, req)
+            status, raw, headers, outcome = self._answer_and_journal(op, req)
         if delay > 0:
             await asyncio.sleep(delay)
         if outcome.wire_fault:
-            return WireFaultResponse(outcome.wire_fault, encode(body), status, headers, self.config.dribble_seconds)
-        return json_response(status, body, headers)
+            return WireFaultResponse(outcome.wire_fault, raw, status, headers, self.config.dribble_seconds)
+        return JsonResponse(status, raw, headers)
 
-    def _answer_and_journal(self, op: Operation, req: MockRequest) -> tuple[int, Any, dict[str, str], Outcome]:
+    def _answer_and_journal(self, op: Operation, req: MockRequest) -> tuple[int, bytes, dict[str, str], Outcome]:
+        """(status, encoded body, headers, outcome) of one call, journaled."""
         try:
             status, body, headers, outcome, violations = self._answer(op, req)
+            raw = encode(body)
         except Exception as exc:  # never a bare 500: the provider's own server error, and the cause journaled
             log.exception("%s failed", op.key)
             outcome = Outcome("error", 500, f"mock error: {type(exc).__name__}: {exc}", op.message_for(500))
@@ -253,9 +256,13 @@ class Mock:
             headers = {}
             self.store.record({"time": self.clock.now(), "operation": op.operation_id, "method": req.method,
                                "path": req.path, "outcome": outcome.as_dict(), "error": traceback.format_exc()})
-        else:
-            self._journal(op, req, violations, outcome, status, body)
-        return status, body, headers, outcome
+            return status, encode(body), headers, outcome
+        # The journal keeps the call's parts in one tuple and builds the record when it is read. A record built
+        # now (or a closure over the parts) would leave a score of objects per call for the garbage collector
+        # to walk again and again until the journal drops them: pauses of several ms under load.
+        self.store.record(_Exchange((self.clock.now(), op, req.method, req.path, req.api_key, req.query, req.body,
+                                     tuple(violations), outcome, status, bytes(memoryview(raw)))))
+        return status, raw, headers, outcome
 
     def _answer(self, op: Operation, req: MockRequest) -> tuple[int, Any, dict[str, str], Outcome, list[Any]]:
         violations = iter_violations(op, req, self.known_keys)
@@ -313,22 +320,6 @@ class Mock:
             return status, next(iter(doc.examples.values()))
         return status, {}
 
-    def _journal(self, op: Operation, req: MockRequest, violations: list[Any], outcome: Outcome, status: int,
-                 body: Any) -> None:
-        now = self.clock.now()
-
-        def exchange() -> dict[str, Any]:  # built when the journal is read (nothing it reads changes later)
-            return {
-                "time": now, "operation": op.operation_id, "provider": op.provider.name,
-                "method": req.method, "path": req.path, "api_key": req.api_key,
-                "request": {"query": req.query, "body": None if req.body is NO_BODY else
-                            "<invalid JSON>" if req.body is BAD_JSON else req.body},
-                "violations": [v.as_dict() for v in violations], "outcome": outcome.as_dict(),
-                "response": {"status": status, "body": body},
-            }
-
-        self.store.record(exchange)
-
     def _no_route(self, method: str, path: str, allowed: list[str]) -> JsonResponse:
         spec = self.router.provider_of(path)
         if allowed:  # the path exists, the method does not
@@ -374,6 +365,27 @@ class Mock:
         return response
 
 
+class _Exchange(tuple):  # type: ignore[type-arg]
+    """One journaled call as its parts: a single object for the garbage collector, made a record when read.
+
+    (time, operation, method, path, api key, query, request body, violations, outcome, status, encoded answer);
+    the answer is kept encoded, copied to its exact size, so that no part of it is a live container.
+    """
+
+    __slots__ = ()
+
+    def __call__(self) -> dict[str, Any]:
+        now, op, method, path, api_key, query, body, violations, outcome, status, raw = self
+        return {
+            "time": now, "operation": op.operation_id, "provider": op.provider.name,
+            "method": method, "path": path, "api_key": api_key,
+            "request": {"query": query, "body": None if body is NO_BODY else
+                        "<invalid JSON>" if body is BAD_JSON else body},
+            "violations": [v.as_dict() for v in violations], "outcome": outcome.as_dict(),
+            "response": {"status": status, "body": codec.loads(raw)},
+        }
+
+
 @functools.lru_cache(maxsize=256)
 def _origin(scheme: str, host: bytes | None, server: tuple[str, int] | None, root_path: str,
             app_root_path: str | None) -> str:
@@ -399,6 +411,10 @@ class MockApp(Starlette):
     """
 
     mock: Mock
+    # Set by `stemmock serve`: once started, move the whole start-up heap (specs, validators, routes, the
+    # server's own modules and loop) out of the collector's sight. Collections would otherwise walk it again
+    # and again under load (pauses of several ms in the p99). An app used in-process leaves its host's GC alone.
+    freeze_heap = False
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
@@ -416,6 +432,9 @@ def create_app(config: MockConfig | None = None, *, specs: list[Spec] | None = N
     @contextlib.asynccontextmanager
     async def lifespan(app: Starlette) -> AsyncIterator[None]:
         mock.scheduler.start()
+        if app.freeze_heap:  # type: ignore[attr-defined]
+            gc.collect()
+            gc.freeze()
         yield
         pending = await mock.scheduler.stop(mock.config.callbacks.grace)
         if mock.store.shared:  # the jobs stay in the store: the next start (or another worker) runs them

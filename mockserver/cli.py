@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import dataclasses
-import gc
 import importlib
 import json
 import logging
@@ -35,25 +34,15 @@ def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None,
                     log_level=log_level, access_log=False)
         return
     app = app or create_app(config)
-    _freeze_heap()
+    app.freeze_heap = True
     uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, access_log=False)
-
-
-def _freeze_heap() -> None:
-    """Move everything built at start-up (specs, validators, routes) out of the collector's sight.
-
-    Full collections would otherwise walk that whole heap again and again under load (pauses of tens of ms
-    in the p99). Only the server command does this: an app used in-process leaves its host's GC alone.
-    """
-    gc.collect()
-    gc.freeze()
 
 
 def worker_app() -> MockApp:
     """The app of one worker process of `stemmock serve --workers N`."""
     logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
     app = create_app(config_from_dict(json.loads(os.environ[WORKER_CONFIG])))
-    _freeze_heap()
+    app.freeze_heap = True
     return app
 
 

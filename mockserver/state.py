@@ -174,7 +174,7 @@ class MemoryStore(Store):
         self._job_seq = itertools.count()
         self._resources: dict[str, dict[str, bytes]] = {}
         self._ledger: dict[tuple[str, str], Record] = {}
-        self._journal: deque[tuple[int, Record | Callable[[], Record]]] = deque(maxlen=self._journal_size)
+        self._journal: deque[Record | Callable[[], Record]] = deque(maxlen=self._journal_size)
         self._seq = 0
         self._windows: dict[str, deque[float]] = {}
         self._faults: list[Record] = []
@@ -321,14 +321,17 @@ class MemoryStore(Store):
         self._maintenance[provider] = on
 
     def record(self, exchange: Record | Callable[[], Record]) -> None:
-        # Built only when the journal is read: most exchanges are never looked at.
+        # Built only when the journal is read: most exchanges are never looked at. The entries are numbered
+        # in a row, so the number of each follows from the last one's (no pair per entry to keep).
         self._seq += 1
-        self._journal.append((self._seq, exchange))
+        self._journal.append(exchange)
 
     def journal(self, limit: int | None = None) -> list[Record]:
         items = list(self._journal)
+        first = self._seq - len(items) + 1
+        numbered = list(enumerate(items, first))
         return [loads(dumps({**(entry() if callable(entry) else entry), "seq": seq}))  # a copy the caller owns
-                for seq, entry in (items[-limit:] if limit else items)]
+                for seq, entry in (numbered[-limit:] if limit else numbered)]
 
 
 class CountedRandom(random.Random):

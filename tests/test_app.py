@@ -76,3 +76,28 @@ def test_a_bad_config_exits_2_naming_the_key(tmp_path: Path) -> None:
                             text=True, timeout=30, check=False)
     assert result.returncode == 2
     assert "duratons" in result.stderr and "Did you mean 'durations'?" in result.stderr
+
+
+@pytest.mark.parametrize("served", [True, False])
+def test_serve_moves_the_start_up_heap_out_of_the_collectors_sight(served: bool,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """`stemmock serve` freezes everything built by start-up once the server runs; an app used in-process
+    (a test suite's fixture) leaves its host's garbage collector alone."""
+    import gc
+
+    from mockserver import cli
+
+    app = create_app(MockConfig())
+    if served:  # the app as `stemmock serve` hands it to uvicorn
+        handed: list[object] = []
+        monkeypatch.setattr(cli.uvicorn, "run", lambda app, **_options: handed.append(app))
+        cli.run(MockConfig(), "warning", app)
+        assert handed == [app]
+    gc.unfreeze()
+    try:
+        with LiveServer(app) as server:
+            assert httpx.get(f"{server.url}/api/v1/get-credits", headers=AUTH).status_code == 200
+            frozen = gc.get_freeze_count()
+    finally:
+        gc.unfreeze()
+    assert (frozen > 10_000) if served else (frozen == 0), frozen
