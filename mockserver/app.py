@@ -435,6 +435,7 @@ def create_app(config: MockConfig | None = None, *, specs: list[Spec] | None = N
         if app.freeze_heap:  # type: ignore[attr-defined]
             gc.collect()
             gc.freeze()
+            mock.deliveries.after_first_sender = gc.freeze  # and the HTTP client's modules, once imported
         yield
         pending = await mock.scheduler.stop(mock.config.callbacks.grace)
         if mock.store.shared:  # the jobs stay in the store: the next start (or another worker) runs them

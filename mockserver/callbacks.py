@@ -24,6 +24,7 @@ import hmac
 import logging
 import time
 import uuid
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
@@ -80,11 +81,13 @@ class HttpSender:
     """
 
     def __init__(self, max_connections: int) -> None:
+        import aiohttp  # noqa: F401  (imported when the first delivery is made: start-up does not pay for it)
+
         self.max_connections = max_connections
         self._session: aiohttp.ClientSession | None = None
 
     def _client(self) -> aiohttp.ClientSession:
-        import aiohttp  # imported on the first delivery: start-up does not pay for it
+        import aiohttp
 
         if self._session is None or self._session.closed:
             # Idle connections are dropped after 2 s: receivers commonly close them after 5 s (uvicorn's
@@ -145,6 +148,9 @@ class Deliveries:
         self.scheduler = scheduler
         self.config = config
         self._sender: HttpSender | None = None
+        # Called once the sender exists (its HTTP client modules are imported then): `stemmock serve` freezes
+        # the heap again here, as it did at start-up.
+        self.after_first_sender: Callable[[], None] | None = None
         self._inflight: set[str] = set()  # delivery ids with an attempt on the wire from this worker
         scheduler.register("generation_stage", self._generation_stage)
         scheduler.register("separation_done", self._separation_done)
@@ -297,6 +303,9 @@ class Deliveries:
     def _http(self) -> HttpSender:
         if self._sender is None:
             self._sender = HttpSender(self.config.callbacks.concurrency)
+            if self.after_first_sender is not None:
+                self.after_first_sender()
+                self.after_first_sender = None
         return self._sender
 
     async def _post(self, delivery: dict[str, Any], timeout: float) -> dict[str, Any]:

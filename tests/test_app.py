@@ -13,6 +13,7 @@ import httpx
 import pytest
 
 from contracts.live import LiveServer
+from contracts.receiver import CallbackReceiver
 from mockserver import MockConfig, create_app
 from mockserver.spec import load
 
@@ -87,7 +88,7 @@ def test_serve_moves_the_start_up_heap_out_of_the_collectors_sight(served: bool,
 
     from mockserver import cli
 
-    app = create_app(MockConfig())
+    app = create_app(MockConfig(clock="manual"))
     if served:  # the app as `stemmock serve` hands it to uvicorn
         handed: list[object] = []
         monkeypatch.setattr(cli.uvicorn, "run", lambda app, **_options: handed.append(app))
@@ -95,9 +96,18 @@ def test_serve_moves_the_start_up_heap_out_of_the_collectors_sight(served: bool,
         assert handed == [app]
     gc.unfreeze()
     try:
-        with LiveServer(app) as server:
+        with LiveServer(app) as server, CallbackReceiver() as receiver:
             assert httpx.get(f"{server.url}/api/v1/get-credits", headers=AUTH).status_code == 200
             frozen = gc.get_freeze_count()
+            # The first callback loads the HTTP client; what that built is frozen as well.
+            httpx.post(f"{server.url}/api/v1/sonic/upload", headers=AUTH, json={
+                "url": "https://example.com/a.mp3", "callback_url": receiver.endpoint("upload")})
+            httpx.post(f"{server.url}/__mock/clock/advance", json={"seconds": 60})
+            assert len(receiver.deliveries) == 1
+            refrozen = gc.get_freeze_count()
     finally:
         gc.unfreeze()
-    assert (frozen > 10_000) if served else (frozen == 0), frozen
+    if served:
+        assert frozen > 10_000 and refrozen > frozen, (frozen, refrozen)
+    else:
+        assert frozen == refrozen == 0, (frozen, refrozen)
