@@ -86,6 +86,8 @@ class MockRequest:
         self.prefer = parse_prefer(self.headers.get("prefer"))
         self.api_key = bearer_key(self.headers.get("authorization"))
         self.body = self._parse_body()
+        # The body when it is a JSON object, else an empty mapping (read many times per call: set once).
+        self.json: dict[str, Any] = self.body if isinstance(self.body, dict) else {}
 
     def _parse_body(self) -> Any:
         if not self.raw_body.strip():
@@ -95,11 +97,6 @@ class MockRequest:
         except (ValueError, UnicodeDecodeError) as exc:
             self.body_error = str(exc)
             return BAD_JSON
-
-    @property
-    def json(self) -> dict[str, Any]:
-        """The body when it is a JSON object, else an empty mapping."""
-        return self.body if isinstance(self.body, dict) else {}
 
     def field(self, name: str) -> Any:
         """A body field, else a query parameter, else a path parameter."""

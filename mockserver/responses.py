@@ -34,6 +34,10 @@ class JsonResponse:
     def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
         self.status = status
         self.body = body
+        if not headers and not (status < 200 or status in (204, 304)):  # the usual answer, built directly
+            self.raw_headers = [(b"content-length", str(len(body)).encode("latin-1")),
+                                (b"content-type", b"application/json")]
+            return
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()] if headers else []
         names = {name for name, _value in raw}
         if b"content-length" not in names and not (status < 200 or status in (204, 304)):
