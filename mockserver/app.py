@@ -34,7 +34,7 @@ from .request import BAD_JSON, NO_BODY, MockRequest, read_body, scope_headers, s
 from .responses import JsonResponse, encode, error_body, json_response, render_outcome
 from .scenarios import Outcome, Refusal, decide, error, matches, outcome_code, rate_class, rate_limited, rejection
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
-from .state import CountedRandom, Store, open_store
+from .state import CallState, CountedRandom, Store, open_store
 from .validation import iter_violations
 from .wire import RAW_SEND, WireFaultResponse
 
@@ -100,6 +100,7 @@ class _RequestView:
         self.costs = mock.costs[op.provider.name]
         self._step: dict[str, Any] | None = None
         self._step_taken = False
+        self._state: CallState | None = None  # read with the script step; dropped by `forget_reads`
 
     def precheck(self) -> Refusal | None:
         for callback in self.op.callbacks.values():  # the configured allow-list of callback hosts
@@ -111,10 +112,13 @@ class _RequestView:
         return self.action.precheck(self.ctx) if self.action else None
 
     def balance(self) -> dict[str, float]:
+        if self._state is not None:
+            return dict(self._state.balance)
         return self.mock.store.balance(self.op.provider.name, self.ctx.api_key)
 
     def in_maintenance(self) -> bool:
-        return self.mock.in_maintenance(self.op.provider.name)
+        return self.mock.in_maintenance(self.op.provider.name,
+                                        self._state.maintenance if self._state is not None else None)
 
     def retry_after(self) -> float | None:
         limit, key = self.mock.rate_window(self.op, self.ctx.api_key)
@@ -123,7 +127,7 @@ class _RequestView:
         return self.mock.store.rate_retry_after(key, self.mock.clock.now(), limit.limit, limit.window)
 
     def scripted_fault(self) -> dict[str, Any] | None:
-        for fault in self.mock.store.faults():
+        for fault in self._state.faults if self._state is not None else self.mock.store.faults():
             if fault["operation"] == self.op.operation_id and fault["used"] < fault["times"] and \
                     fault.get("api_key") in (None, self.ctx.api_key):
                 return fault
@@ -133,10 +137,19 @@ class _RequestView:
         return self.mock.config.faults
 
     def script_step(self) -> dict[str, Any] | None:
-        """The call's scripted behaviour, taken from the script once however often decide asks."""
+        """The call's scripted behaviour, taken from the script once however often decide asks.
+
+        Decide asks for it before maintenance, faults and balance, so those are read with it (one round
+        trip on a shared store) and answered from that read until `forget_reads`.
+        """
         if not self._step_taken:
-            self._step, self._step_taken = self.mock.store.pop_script(), True
+            self._state = self.mock.store.call_state(self.op.provider.name, self.ctx.api_key)
+            self._step, self._step_taken = self._state.script_step, True
         return self._step
+
+    def forget_reads(self) -> None:
+        """Read maintenance, faults and balance afresh from now on (another worker has changed them)."""
+        self._state = None
 
 
 class Mock:
@@ -178,8 +191,10 @@ class Mock:
         self.store.reset()
         self._seed_rngs()
 
-    def in_maintenance(self, provider: str) -> bool:
-        if self.store.maintenance().get(provider):
+    def in_maintenance(self, provider: str, flags: dict[str, bool] | None = None) -> bool:
+        """Whether `provider` is down: switched to maintenance (`flags`: the store's switches, as read for
+        the call) or inside a configured window."""
+        if (self.store.maintenance() if flags is None else flags).get(provider):
             return True
         if not self.windows:
             return False
@@ -273,8 +288,9 @@ class Mock:
         view = _RequestView(self, op, ctx, action)
         outcome = decide(op, req, violations, view, self.fault_rng)
         while outcome.fault_id and not self.store.take_fault(outcome.fault_id):
-            # Another worker used the fault's last turn since decide looked: decide again without it (a script
-            # step already taken is not taken twice).
+            # Another worker used the fault's last turn since decide looked: decide again on a fresh read
+            # without it (a script step already taken is not taken twice).
+            view.forget_reads()
             outcome = decide(op, req, violations, view, self.fault_rng)
         if outcome.admitted:
             limit, key = self.rate_window(op, ctx.api_key)

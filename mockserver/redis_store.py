@@ -26,7 +26,7 @@ from typing import Any
 
 import redis
 
-from .state import Job, Record, Store
+from .state import CallState, Job, Record, Store
 
 PREFIX = "stemmock:"
 
@@ -111,6 +111,18 @@ redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'seq', seq, 'e', ARGV[1])
 return seq
 """
 
+# KEYS script, maintenance, faults, faults:used, account; ARGV opening credits, opening extra credits.
+# What deciding one call reads, in one trip: {script step or false, maintenance, faults, uses, credits, extra}.
+_CALL_STATE = """
+local step = redis.call('LPOP', KEYS[1])
+if redis.call('EXISTS', KEYS[5]) == 0 then
+  redis.call('HSET', KEYS[5], 'credits', ARGV[1], 'extra_credits', ARGV[2])
+end
+local balance = redis.call('HMGET', KEYS[5], 'credits', 'extra_credits')
+return {step or false, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
+        balance[1], balance[2]}
+"""
+
 # KEYS clock; ARGV name, instant: set the instant unless the clock already reads later.
 _FORWARD = """
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
@@ -120,6 +132,17 @@ if not current or tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], A
 
 def _dumps(value: Any) -> str:
     return json.dumps(value, separators=(",", ":"), default=str)
+
+
+def _pairs(flat: list[str]) -> dict[str, str]:
+    """HGETALL's answer inside a script (a flat [field, value, ...] list) as a dict."""
+    return dict(zip(flat[::2], flat[1::2]))
+
+
+def _faults(bodies: dict[str, str], used: dict[str, str]) -> list[Record]:
+    """The scripted faults from their stored bodies and use counts, in the order they were added."""
+    faults = [{**json.loads(body), "used": int(used.get(fid, 0))} for fid, body in bodies.items()]
+    return sorted(faults, key=lambda f: int(f["id"].rsplit("_", 1)[1]))
 
 
 class RedisStore(Store):
@@ -144,6 +167,7 @@ class RedisStore(Store):
         self._claim = self._r.register_script(_CLAIM)
         self._record = self._r.register_script(_RECORD)
         self._forward = self._r.register_script(_FORWARD)
+        self._call_state = self._r.register_script(_CALL_STATE)
 
     def ping(self) -> None:
         """Raise redis.ConnectionError (with the URL) when the server cannot be reached."""
@@ -172,8 +196,8 @@ class RedisStore(Store):
     def _decode(fields: dict[str, str] | list[str] | None) -> Record | None:
         if not fields:
             return None
-        if isinstance(fields, list):  # HGETALL through a script: a flat [field, value, ...] list
-            fields = dict(zip(fields[::2], fields[1::2]))
+        if isinstance(fields, list):  # HGETALL through a script
+            fields = _pairs(fields)
         return {name: json.loads(value) for name, value in fields.items()}
 
     def put(self, kind: str, rid: str, record: Record) -> None:
@@ -203,12 +227,14 @@ class RedisStore(Store):
         return [r for r in (self._decode(fields) for fields in pipe.execute()) if r is not None]
 
     # -- credits ----------------------------------------------------------------------------------------
-    def _account(self, provider: str, api_key: str, cost: float | None) -> tuple[bool, Record]:
+    def _opening_args(self, api_key: str) -> list[str]:
         opening = self._opening.get(api_key, self._default)
+        return [repr(float(opening["credits"])), repr(float(opening.get("extra_credits", 0)))]
+
+    def _account(self, provider: str, api_key: str, cost: float | None) -> tuple[bool, Record]:
         ok, credits, extra = self._account_script(
             keys=[f"{PREFIX}bal:{provider}:{api_key}"],
-            args=[repr(float(opening["credits"])), repr(float(opening.get("extra_credits", 0))),
-                  "" if cost is None else repr(float(cost))])
+            args=[*self._opening_args(api_key), "" if cost is None else repr(float(cost))])
         return bool(ok), {"credits": float(credits), "extra_credits": float(extra)}
 
     def balance(self, provider: str, api_key: str) -> Record:
@@ -245,8 +271,7 @@ class RedisStore(Store):
         pipe.hgetall(f"{PREFIX}faults")
         pipe.hgetall(f"{PREFIX}faults:used")
         bodies, used = pipe.execute()
-        faults = [{**json.loads(body), "used": int(used.get(fid, 0))} for fid, body in bodies.items()]
-        return sorted(faults, key=lambda f: int(f["id"].rsplit("_", 1)[1]))
+        return _faults(bodies, used)
 
     def take_fault(self, fault_id: str) -> bool:
         return bool(self._take_fault(keys=[f"{PREFIX}faults:times", f"{PREFIX}faults:used"], args=[fault_id]))
@@ -270,6 +295,15 @@ class RedisStore(Store):
 
     def maintenance(self) -> dict[str, bool]:
         return {provider: on == "1" for provider, on in self._r.hgetall(f"{PREFIX}maintenance").items()}
+
+    def call_state(self, provider: str, api_key: str) -> CallState:
+        step, flags, bodies, used, credits, extra = self._call_state(
+            keys=[f"{PREFIX}script", f"{PREFIX}maintenance", f"{PREFIX}faults", f"{PREFIX}faults:used",
+                  f"{PREFIX}bal:{provider}:{api_key}"], args=self._opening_args(api_key))
+        return CallState(None if step is None else json.loads(step),
+                         {name: on == "1" for name, on in _pairs(flags).items()},
+                         _faults(_pairs(bodies), _pairs(used)),
+                         {"credits": float(credits), "extra_credits": float(extra)})
 
     def set_maintenance(self, provider: str, on: bool) -> None:
         self._r.hset(f"{PREFIX}maintenance", provider, "1" if on else "0")

@@ -16,6 +16,7 @@ import random
 from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable
+from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
 from .codec import loads
@@ -26,6 +27,16 @@ if TYPE_CHECKING:
 
 Record = dict[str, Any]
 Job = tuple[str, float, Record]  # (job id, due instant, {"kind", "args", "label"})
+
+
+@dataclass(frozen=True, slots=True)
+class CallState:
+    """What deciding one provider call reads of the state, read together (see `Store.call_state`)."""
+
+    script_step: Record | None  # taken from the script: this call plays it
+    maintenance: dict[str, bool]
+    faults: list[Record]
+    balance: Record  # the calling key's, on the call's provider
 
 
 class Store(ABC):
@@ -137,6 +148,13 @@ class Store(ABC):
 
     @abstractmethod
     def maintenance(self) -> dict[str, bool]: ...
+
+    def call_state(self, provider: str, api_key: str) -> CallState:
+        """Take the next script step and read maintenance, the faults and the key's balance, for one call.
+
+        Deciding a call reads all four; a store on a server answers them in one round trip.
+        """
+        return CallState(self.pop_script(), self.maintenance(), self.faults(), self.balance(provider, api_key))
 
     @abstractmethod
     def set_maintenance(self, provider: str, on: bool) -> None: ...

@@ -219,3 +219,37 @@ def test_seeded_faults_are_reproducible() -> None:
     kinds = [e["outcome"]["kind"] for e in first]
     assert "success" in kinds and {"error", "wire"} & set(kinds)
     assert [e["outcome"] for e in first] != [e["outcome"] for e in other]
+
+
+def test_a_fault_another_worker_used_up_is_decided_again_on_a_fresh_read() -> None:
+    """When the fault decide chose has no turn left by the time it is taken (another worker took it), the call
+    is decided again from the store, not from what it read before: it succeeds, and is not refused forever."""
+    import asyncio
+
+    from mockserver.app import Mock
+    from mockserver.state import MemoryStore
+
+    class RacedStore(MemoryStore):
+        takes = 0
+
+        def take_fault(self, fault_id: str) -> bool:
+            self.takes += 1
+            if self.takes == 1:  # the other worker takes the last turn just before this one
+                super().take_fault(fault_id)
+                return False
+            if self.takes > 3:  # decided again and again from what was read before: the call would spin
+                raise RuntimeError("the fault was chosen again from a stale read")
+            return super().take_fault(fault_id)
+
+    async def calls() -> list[int]:
+        mock = Mock(MockConfig(), store=RacedStore())
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=mock), base_url="http://mock",
+                                     headers=AUTH) as c:
+            added = await c.post("/__mock/faults", json={"operation": "getCredits", "code": 500, "times": 1})
+            assert added.status_code == 201
+            answers = [await c.get("/api/v1/get-credits") for _ in range(2)]
+            faults = (await c.get("/__mock/faults")).json()["faults"]
+        assert [f["used"] for f in faults] == [1]
+        return [r.status_code for r in answers]
+
+    assert asyncio.run(calls()) == [200, 200]

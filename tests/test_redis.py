@@ -362,3 +362,42 @@ def test_serve_refuses_many_workers_on_memory_and_an_unreachable_store(tmp_path:
     assert down.returncode == 2 and url in down.stderr
     bad = subprocess.run([*base, "--store", "mongodb://x"], check=False, capture_output=True, text=True, timeout=60)
     assert bad.returncode == 2 and "expected 'memory' or a Redis URL" in bad.stderr
+
+
+def test_a_vox_call_on_redis_takes_six_round_trips(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Deciding a call reads the script step, maintenance, faults and balance in one trip: a VOX call makes six
+    (the clock, that read, the clip, the charge, the id counter, the journal), and still charges once."""
+    from mockserver import MockConfig, create_app
+
+    trips: list[str] = []
+    command = redis.Redis.execute_command
+    execute = redis.client.Pipeline.execute
+
+    def counted_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
+        trips.append(str(args[0]))
+        return command(self, *args, **options)
+
+    def counted_execute(self: Any, *args: Any, **options: Any) -> Any:
+        trips.append("pipeline")
+        return execute(self, *args, **options)
+
+    async def vox() -> tuple[int, float]:
+        app = create_app(MockConfig(store=redis_url, clock="manual"))
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mock",
+                                     headers=AUTH) as c:
+            clip = (await c.post("/api/v1/sonic/upload", json={"url": "https://example.com/a.mp3"})).json()[
+                "clip_id"]
+            await c.post("/__mock/clock/advance", json={"seconds": 60})
+            body = {"clip_id": clip, "vocal_start_s": 0, "vocal_end_s": 5}
+            await c.post("/api/v1/sonic/vox", json=body)  # the scripts are loaded into Redis on first use
+            before = (await c.get("/api/v1/get-credits")).json()["credits"]
+            monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
+            monkeypatch.setattr(redis.client.Pipeline, "execute", counted_execute)
+            status = (await c.post("/api/v1/sonic/vox", json=body)).status_code
+            monkeypatch.undo()
+            after = (await c.get("/api/v1/get-credits")).json()["credits"]
+        app.state.mock.store.close()
+        return status, before - after
+
+    assert asyncio.run(vox()) == (200, 1)
+    assert len(trips) == 6, trips
