@@ -14,7 +14,7 @@ from typing import Any
 
 from .referee import ContractViolation, Referee
 
-MIN_BACKOFF_S = 1.0  # a retry after a call-frequency error must come at least this late (or after Retry-After)
+MIN_BACKOFF_S = 1.0  # a retry after a call-frequency error must come at least this late, and after Retry-After
 MAX_CALLS_AFTER_CREDITS = 1  # one more try (say, after a top-up) is fine; more is a loop
 
 
@@ -94,6 +94,16 @@ def _same_call(a: dict[str, Any], b: dict[str, Any]) -> bool:
     return a["operation"] == b["operation"] and a.get("api_key") == b.get("api_key")
 
 
+def retry_after(exchange: dict[str, Any]) -> float | None:
+    """The seconds the answer's Retry-After header asked for (delay-seconds form), if it had one."""
+    headers = (exchange.get("response") or {}).get("headers") or {}
+    value = next((v for k, v in headers.items() if k.lower() == "retry-after"), None)
+    try:
+        return float(value) if value is not None else None
+    except ValueError:
+        return None
+
+
 @check("waits after a call-frequency error before retrying")
 def backoff_after_rate_limit(run: Run) -> list[ContractViolation]:
     calls, found = run.calls(), []
@@ -101,11 +111,14 @@ def backoff_after_rate_limit(run: Run) -> list[ContractViolation]:
         if not run.is_cause(exchange, "rate_limit", "rate_limit_poll"):
             continue
         retry = next((later for later in calls[i + 1:] if _same_call(later, exchange)), None)
-        if retry is not None and retry["time"] - exchange["time"] < MIN_BACKOFF_S:
+        asked = retry_after(exchange)
+        wait = max(MIN_BACKOFF_S, asked or 0.0)
+        if retry is not None and retry["time"] - exchange["time"] < wait:
             op = run.referee.operations[exchange["operation"]]
+            why = f"the answer's Retry-After: {asked:g}" if asked is not None else "no Retry-After was given"
             found.append(_v(f"retried {retry['time'] - exchange['time']:.3f} s after code "
                             f"{exchange['outcome']['code']} (call frequency too high); wait at least "
-                            f"{MIN_BACKOFF_S:g} s (or Retry-After)", op.key))
+                            f"{wait:g} s ({why})", op.key))
     return found
 
 

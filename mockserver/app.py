@@ -276,7 +276,7 @@ class Mock:
         # now (or a closure over the parts) would leave a score of objects per call for the garbage collector
         # to walk again and again until the journal drops them: pauses of several ms under load.
         self.store.record(_Exchange((self.clock.now(), op, req.method, req.path, req.api_key, req.query, req.body,
-                                     tuple(violations), outcome, status, bytes(memoryview(raw)))))
+                                     tuple(violations), outcome, status, headers, bytes(memoryview(raw)))))
         return status, raw, headers, outcome
 
     def _answer(self, op: Operation, req: MockRequest) -> tuple[int, Any, dict[str, str], Outcome, list[Any]]:
@@ -384,21 +384,22 @@ class Mock:
 class _Exchange(tuple):  # type: ignore[type-arg]
     """One journaled call as its parts: a single object for the garbage collector, made a record when read.
 
-    (time, operation, method, path, api key, query, request body, violations, outcome, status, encoded answer);
-    the answer is kept encoded, copied to its exact size, so that no part of it is a live container.
+    (time, operation, method, path, api key, query, request body, violations, outcome, status, the answer's own
+    headers, encoded answer); the answer is kept encoded, copied to its exact size, so that no part of it is a
+    live container.
     """
 
     __slots__ = ()
 
     def __call__(self) -> dict[str, Any]:
-        now, op, method, path, api_key, query, body, violations, outcome, status, raw = self
+        now, op, method, path, api_key, query, body, violations, outcome, status, headers, raw = self
         return {
             "time": now, "operation": op.operation_id, "provider": op.provider.name,
             "method": method, "path": path, "api_key": api_key,
             "request": {"query": query, "body": None if body is NO_BODY else
                         "<invalid JSON>" if body is BAD_JSON else body},
             "violations": [v.as_dict() for v in violations], "outcome": outcome.as_dict(),
-            "response": {"status": status, "body": codec.loads(raw)},
+            "response": {"status": status, "headers": dict(headers), "body": codec.loads(raw)},
         }
 
 

@@ -63,7 +63,7 @@ def test_journal_keeps_each_exchange_as_two_objects_for_the_collector() -> None:
             gc.collect()
             grown = len(gc.get_objects()) - before
             journal = (await c.get("/__mock/journal", params={"limit": 2})).json()["exchanges"]
-        assert journal[-1]["response"] == {"status": 200, "body": last.json()} and last.json()["code"] == 200
+        assert journal[-1]["response"] == {"status": 200, "headers": {}, "body": last.json()} and last.json()["code"] == 200
         assert [e["request"]["body"] for e in journal] == [body, body] and journal[0]["outcome"]["kind"] == "success"
         return grown
 

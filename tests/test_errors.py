@@ -253,3 +253,30 @@ def test_a_fault_another_worker_used_up_is_decided_again_on_a_fresh_read() -> No
         return [r.status_code for r in answers]
 
     assert asyncio.run(calls()) == [200, 200]
+
+
+def test_the_backoff_check_holds_a_client_to_the_answers_retry_after(tuned: LiveServer) -> None:
+    """The journal keeps the answer's headers, so the kit's backoff check asks for the Retry-After the mock sent,
+    not only its one-second floor: a retry 1.5 s after `Retry-After: 3` is reported, one after 2 s of
+    `Retry-After: 2` is not."""
+    from contracts.checks import CHECKS, Run
+    from contracts.referee import Referee
+    from mockserver.spec import PROVIDER_SPECS
+
+    def advance(seconds: float) -> None:
+        httpx.post(f"{tuned.url}/__mock/clock/advance", json={"seconds": seconds}).raise_for_status()
+
+    with httpx.Client(base_url=tuned.url, headers=AUTH, timeout=30) as client:
+        assert call(client, "musicapi", "uploadMusic").status_code == 200
+        first = call(client, "musicapi", "uploadMusic")
+        advance(1.5)
+        second = call(client, "musicapi", "uploadMusic")
+        advance(2)
+        assert call(client, "musicapi", "uploadMusic").status_code == 200
+        journal = client.get("/__mock/journal", params={"operation": "uploadMusic"}).json()["exchanges"]
+    assert (first.headers["retry-after"], second.headers["retry-after"]) == ("3", "2")
+    assert [e["response"]["headers"] for e in journal] == [{}, {"Retry-After": "3"}, {"Retry-After": "2"}, {}]
+    run = Run(Referee([load(spec_path(name)) for name in PROVIDER_SPECS]), journal)
+    found = CHECKS["waits after a call-frequency error before retrying"](run)
+    assert [v.detail for v in found] == [
+        "retried 1.500 s after code 429 (call frequency too high); wait at least 3 s (the answer's Retry-After: 3)"]
