@@ -269,19 +269,23 @@ def decide(op: Operation, req: MockRequest, violations: Sequence[Violation], vie
     scripted_step = _script_step(op, view.script_step())
     if scripted_step is not None and scripted_step.kind != "success":
         return scripted_step
-    if scripted_step is not None:
-        scenario = scripted_step.scenario or scenario
+    scenario_reason = f"Prefer: scenario={scenario}" if scenario else None
+    if scripted_step is not None and scripted_step.scenario:
+        scenario, scenario_reason = scripted_step.scenario, scripted_step.reason
     if view.in_maintenance():
         return error(op, "maintenance", 503, "maintenance window")
     wait = view.retry_after()
     if wait is not None:
         return rate_limited(op, wait)
-    outcome = _admitted(op, req, view, rng, scenario)
+    outcome = _admitted(op, req, view, rng, scenario, scenario_reason)
     return outcome if outcome.admitted else dataclasses.replace(outcome, admitted=True)
 
 
-def _admitted(op: Operation, req: MockRequest, view: View, rng: random.Random, scenario: str | None) -> Outcome:
-    """The outcome of a call the rate window admitted (decide marks it `admitted`; a success is built so)."""
+def _admitted(op: Operation, req: MockRequest, view: View, rng: random.Random, scenario: str | None,
+              scenario_reason: str | None) -> Outcome:
+    """The outcome of a call the rate window admitted (decide marks it `admitted`; a success is built so).
+
+    `scenario_reason` says where a delivery scenario came from (a `Prefer:` header or a script step)."""
     too_long = _too_long(op, req)
     if too_long is not None:
         return too_long
@@ -303,7 +307,7 @@ def _admitted(op: Operation, req: MockRequest, view: View, rng: random.Random, s
     seeded = _seeded(op, view.seeded_rules(), rng)
     if seeded is not None:
         return _with(seeded, cost, scenario)
-    reason = f"Prefer: scenario={scenario}" if scenario else ("Prefer: code=200" if "code" in req.prefer else "success")
+    reason = scenario_reason or ("Prefer: code=200" if "code" in req.prefer else "success")
     return Outcome("success", 200, reason, cost=cost, scenario=scenario, admitted=True)
 
 

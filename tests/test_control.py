@@ -151,3 +151,17 @@ def test_script_gives_each_coming_call_one_behaviour(client: httpx.Client, mock)
     assert client.get("/api/v1/get-credits").content == b""
     assert client.get("/api/v1/get-credits").status_code == 200
     assert mock.control.get("/__mock/script").json() == {"steps": []}
+
+
+def test_the_journal_says_whether_a_scenario_came_from_the_script_or_a_header(client: httpx.Client,  # type: ignore[no-untyped-def]
+                                                                             mock) -> None:
+    """A delivery scenario a script step chose is journaled as the script's, one a `Prefer:` chose as the header's."""
+    upload = {"url": "https://example.com/a.mp3", "callback_url": "http://127.0.0.1:9/cb"}
+    mock.control.put("/__mock/script", json={"steps": [{"scenario": "callback_fails"}]})
+    client.post("/api/v1/sonic/upload", json=upload)
+    client.post("/api/v1/sonic/upload", json=upload, headers={"Prefer": "scenario=callback_never"})
+    scripted, preferred = mock.journal()[-2:]
+    assert (scripted["outcome"]["scenario"], scripted["outcome"]["reason"]) == (
+        "callback_fails", "script step: scenario=callback_fails")
+    assert (preferred["outcome"]["scenario"], preferred["outcome"]["reason"]) == (
+        "callback_never", "Prefer: scenario=callback_never")
