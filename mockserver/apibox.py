@@ -152,7 +152,7 @@ def separation_status(task: dict[str, Any], now: float) -> str:
 @action("apibox.vocal_removal", precheck=_known_pair)
 def vocal_removal(ctx: Context) -> Reply:
     body = ctx.req.json
-    source = ctx.store.get("apibox_task", body["taskId"])
+    source = ctx.owned("apibox_task", body["taskId"])  # as the precheck read it: one read per call
     assert source is not None
     index = [t["id"] for t in source["tracks"]].index(body["audioId"])
     now = ctx.clock.now()

@@ -126,8 +126,8 @@ def create(ctx: Context) -> Reply:
 
 
 def _stems(ctx: Context, kind: str) -> Reply:
-    source = ctx.store.get("clip", ctx.req.json["clip_id"])
-    assert source is not None  # the precheck found it
+    source = ctx.owned("clip", ctx.req.json["clip_id"])
+    assert source is not None  # the precheck found it (and read it: this is that read)
     ready_at = ctx.clock.now() + ctx.config.durations.musicapi_stems
     clips = [_new_clip(ctx, ready_at=ready_at, title=f"{source['title']} — {stem}", stem_type=stem,
                        tags=source["tags"], mv=source["mv"], duration=source["duration"], source_clip_id=source["id"])
@@ -154,8 +154,8 @@ def _known_task(ctx: Context) -> Refusal | None:
 
 @action("musicapi.task", precheck=_known_task)
 def get_task(ctx: Context) -> Reply:
-    task = ctx.store.get("task", ctx.req.path_params["task_id"])
-    assert task is not None
+    task = ctx.owned("task", ctx.req.path_params["task_id"])
+    assert task is not None  # the precheck found it (and read it: this is that read)
     now = ctx.clock.now()
     if now < task["ready_at"]:
         return Reply({"type": "not_ready"}, status=202)

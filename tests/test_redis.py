@@ -364,9 +364,13 @@ def test_serve_refuses_many_workers_on_memory_and_an_unreachable_store(tmp_path:
     assert bad.returncode == 2 and "expected 'memory' or a Redis URL" in bad.stderr
 
 
-def test_a_vox_call_on_redis_takes_six_round_trips(redis_url: str, monkeypatch: pytest.MonkeyPatch) -> None:
-    """Deciding a call reads the script step, maintenance, faults and balance in one trip: a VOX call makes six
-    (the clock, that read, the clip, the charge, the id counter, the journal), and still charges once."""
+@pytest.mark.parametrize(("provider", "trips_expected"), [("musicapi", 6), ("apibox", 9)])
+def test_a_work_call_on_redis_reads_each_thing_once(redis_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                    provider: str, trips_expected: int) -> None:
+    """Deciding a call reads the script step, maintenance, faults and balance in one trip, and the resource the
+    call works on is read once. VOX makes six trips (the clock, that read, the clip, the charge, the id counter,
+    the journal); a vocal separation nine (the same, with its task stored and its callback queued: a job id
+    and two transactions). Each charges once."""
     from mockserver import MockConfig, create_app
 
     trips: list[str] = []
@@ -374,30 +378,48 @@ def test_a_vox_call_on_redis_takes_six_round_trips(redis_url: str, monkeypatch: 
     execute = redis.client.Pipeline.execute
 
     def counted_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
-        trips.append(str(args[0]))
+        trips.append(" ".join(str(a) for a in args[:3]))
         return command(self, *args, **options)
 
     def counted_execute(self: Any, *args: Any, **options: Any) -> Any:
         trips.append("pipeline")
         return execute(self, *args, **options)
 
-    async def vox() -> tuple[int, float]:
-        app = create_app(MockConfig(store=redis_url, clock="manual"))
+    async def work() -> tuple[int, float]:
+        app = create_app(MockConfig(store=redis_url, clock="manual", rate_limits={"apibox": {"work": None}}))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mock",
                                      headers=AUTH) as c:
-            clip = (await c.post("/api/v1/sonic/upload", json={"url": "https://example.com/a.mp3"})).json()[
-                "clip_id"]
+            if provider == "musicapi":
+                clip = (await c.post("/api/v1/sonic/upload", json={"url": "https://example.com/a.mp3"})).json()[
+                    "clip_id"]
+                path, body = "/api/v1/sonic/vox", {"clip_id": clip, "vocal_start_s": 0, "vocal_end_s": 5}
+                credits = "/api/v1/get-credits"
+            else:
+                gen = (await c.post("/api/v1/generate", json={
+                    "customMode": False, "instrumental": True, "model": "V4_5", "prompt": "night drive",
+                    "callBackUrl": "http://127.0.0.1:9/gen"})).json()["data"]["taskId"]
+                await c.post("/__mock/clock/advance", json={"seconds": 60})
+                info = (await c.get("/api/v1/generate/record-info", params={"taskId": gen})).json()["data"]
+                path, body = "/api/v1/vocal-removal/generate", {
+                    "taskId": gen, "audioId": info["response"]["sunoData"][0]["id"], "type": "separate_vocal",
+                    "callBackUrl": "http://127.0.0.1:9/sep"}
+                credits = "/api/v1/generate/credit"
             await c.post("/__mock/clock/advance", json={"seconds": 60})
-            body = {"clip_id": clip, "vocal_start_s": 0, "vocal_end_s": 5}
-            await c.post("/api/v1/sonic/vox", json=body)  # the scripts are loaded into Redis on first use
-            before = (await c.get("/api/v1/get-credits")).json()["credits"]
+            await c.post(path, json=body)  # the scripts are loaded into Redis on first use
+
+            async def balance() -> float:
+                answer = (await c.get(credits)).json()
+                return float(answer["credits"] if provider == "musicapi" else answer["data"])
+
+            before = await balance()
             monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
             monkeypatch.setattr(redis.client.Pipeline, "execute", counted_execute)
-            status = (await c.post("/api/v1/sonic/vox", json=body)).status_code
+            status = (await c.post(path, json=body)).status_code
             monkeypatch.undo()
-            after = (await c.get("/api/v1/get-credits")).json()["credits"]
+            after = await balance()
         app.state.mock.store.close()
         return status, before - after
 
-    assert asyncio.run(vox()) == (200, 1)
-    assert len(trips) == 6, trips
+    assert asyncio.run(work()) == (200, 1 if provider == "musicapi" else 10)
+    assert len([t for t in trips if t.startswith("HGETALL stemmock:res:")]) == 1, trips
+    assert len(trips) == trips_expected, trips
