@@ -71,8 +71,10 @@ class Context:
         return record if record is not None and record.get("api_key") == self.api_key else None
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Reply:
+    """An action's answer. A value (see scenarios.Outcome)."""
+
     body: Any
     status: int = 200
     headers: dict[str, str] = field(default_factory=dict)

@@ -22,8 +22,14 @@ SCENARIOS = ("callback_fails", "callback_duplicate", "callback_late", "callback_
 WIRE_FAULTS = ("connection_reset", "truncated_body", "malformed_json", "empty_200", "slow_dribble")
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Outcome:
+    """What a call gets, and why. A value: never changed once made.
+
+    The per-call values (this, Refusal, Violation, Reply, CallState) are not `frozen`: a frozen dataclass
+    sets each field through object.__setattr__ and takes three times as long to build, on every call.
+    """
+
     kind: str  # success | error | example | rejected | wire
     code: int  # the provider's code: the HTTP status (status transport) or the body code (body transport)
     reason: str  # why this outcome was chosen, for the journal
@@ -51,9 +57,9 @@ class Outcome:
         return found
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Refusal:
-    """A precondition the request failed: the provider's code and message."""
+    """A precondition the request failed: the provider's code and message. A value (see Outcome)."""
 
     code: int
     message: str

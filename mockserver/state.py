@@ -29,9 +29,9 @@ Record = dict[str, Any]
 Job = tuple[str, float, Record]  # (job id, due instant, {"kind", "args", "label"})
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class CallState:
-    """What deciding one provider call reads of the state, read together (see `Store.call_state`)."""
+    """What deciding one provider call reads of the state, read together (see `Store.call_state`). A value."""
 
     script_step: Record | None  # taken from the script: this call plays it
     maintenance: dict[str, bool]

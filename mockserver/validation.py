@@ -16,8 +16,10 @@ from .request import BAD_JSON, NO_BODY, MockRequest
 from .spec import Operation
 
 
-@dataclass(frozen=True, slots=True)
+@dataclass(slots=True)
 class Violation:
+    """One way a request breaks the contract. A value (see scenarios.Outcome)."""
+
     kind: str  # security | parameter | body | rule
     pointer: str  # JSON pointer into the request: /header/Authorization, /query/taskId, /body/clip_id
     message: str  # one sentence: the field, what is wrong
