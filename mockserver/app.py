@@ -174,6 +174,9 @@ class Mock:
         self._rate_windows = {op.key: ((config.rate_limits.get(spec.provider.name) or {}).get(rate_class(op)),
                                        f"{spec.provider.name}/{rate_class(op)}/")
                               for spec in self.specs for op in spec.operations}
+        # Each operation's latency rule (the first that names it), found once.
+        self._latency_rules = {op.key: rule for spec in self.specs for op in spec.operations
+                               for rule in reversed(config.latency) if matches(op, rule.operation)}
         self.clock = Clock(config.clock, config.clock_start, self.store)
         self.scheduler = Scheduler(self.clock, self.store, config.callbacks.concurrency)
         self.deliveries = Deliveries(self.store, self.clock, self.scheduler, config)
@@ -207,10 +210,10 @@ class Mock:
         return limit, prefix + api_key
 
     def latency(self, op: Operation) -> float:
-        for rule in self.config.latency:
-            if matches(op, rule.operation):
-                return rule.fixed or (self.latency_rng.uniform(rule.min, rule.max) if rule.max else 0.0)
-        return 0.0
+        rule = self._latency_rules.get(op.key)
+        if rule is None:
+            return 0.0
+        return rule.fixed or (self.latency_rng.uniform(rule.min, rule.max) if rule.max else 0.0)
 
     # -- the pipeline ---------------------------------------------------------------------------------------
     def base_url(self, scope: Scope) -> str:
@@ -251,7 +254,10 @@ class Mock:
         """One provider call: validate, decide, apply, render, journal."""
         delay = self.latency(op)
         # One call is one instant: a shared clock is read once for it, not once per use.
-        with self.clock.pinned() if self.store.shared else contextlib.nullcontext():
+        if self.store.shared:
+            with self.clock.pinned():
+                status, raw, headers, outcome = self._answer_and_journal(op, req)
+        else:
             status, raw, headers, outcome = self._answer_and_journal(op, req)
         if delay > 0:
             await asyncio.sleep(delay)

@@ -280,3 +280,17 @@ def test_the_backoff_check_holds_a_client_to_the_answers_retry_after(tuned: Live
     found = CHECKS["waits after a call-frequency error before retrying"](run)
     assert [v.detail for v in found] == [
         "retried 1.500 s after code 429 (call frequency too high); wait at least 3 s (the answer's Retry-After: 3)"]
+
+
+@pytest.mark.parametrize(("rules", "expected"), [
+    ((("getCredits", 0.3), ("*", 0.05)), {"getCredits": 0.3, "getRemainingCredits": 0.05}),
+    ((("*", 0.05), ("getCredits", 0.3)), {"getCredits": 0.05, "getRemainingCredits": 0.05}),
+    ((("GET /api/v1/get-credits", 0.2),), {"getCredits": 0.2, "getRemainingCredits": 0.0}),
+])
+def test_the_first_latency_rule_that_names_an_operation_applies(rules: tuple[tuple[str, float], ...],
+                                                                 expected: dict[str, float]) -> None:
+    """Latency rules are matched in the order written: the first naming the operation (by id, key or `*`) wins."""
+    app = create_app(MockConfig(latency=tuple(LatencyRule(operation=name, fixed=s) for name, s in rules)))
+    mock = app.state.mock
+    ops = {op.operation_id: op for spec in mock.specs for op in spec.operations}
+    assert {name: mock.latency(ops[name]) for name in expected} == expected
