@@ -428,10 +428,7 @@ def _to_mock(scope: Scope) -> bool:
 
 
 class MockApp(Starlette):
-    """Starlette for the lifespan and /files/*; provider and control-plane requests go straight to the mock.
-
-    The server's own `send` is kept in the scope for the wire faults that need the socket.
-    """
+    """Starlette for the lifespan and /files/*; provider and control-plane requests go straight to the mock."""
 
     mock: Mock
     # Set by `stemmock serve`: once started, move the whole start-up heap (specs, validators, routes, the
@@ -441,10 +438,12 @@ class MockApp(Starlette):
 
     async def __call__(self, scope: Any, receive: Any, send: Any) -> None:
         if scope["type"] == "http":
-            scope[RAW_SEND] = send
             if _to_mock(scope):
-                await self.mock(scope, receive, send)
+                await self.mock(scope, receive, send)  # the server's own `send`, as the wire faults need it
                 return
+            # Starlette wraps `send`: the wire faults find the server's own here. (Only here: a scope that holds
+            # the server's `send` is a reference cycle, left for the garbage collector on every request.)
+            scope[RAW_SEND] = send
         await super().__call__(scope, receive, send)
 
 

@@ -1,9 +1,10 @@
 """Wire faults: answers that break at the HTTP or TCP level, for testing a client's robustness.
 
-`connection_reset` and `truncated_body` need the server's socket. The app keeps uvicorn's own `send`
-in the scope (under RAW_SEND) so these faults can reach its transport; without one (in-process ASGI),
-they raise `ConnectionResetError` into the caller instead (`connection_reset` after the plain 500 that an
-unhandled error gets, since nothing was sent yet).
+`connection_reset` and `truncated_body` need the server's socket: they reach its transport through uvicorn's
+own `send` (a method of the connection's request cycle). Provider requests get that `send` directly; a request
+that goes through Starlette, which wraps `send`, carries it in the scope under RAW_SEND. Without a transport
+(in-process ASGI) they raise `ConnectionResetError` into the caller instead (`connection_reset` after the plain
+500 that an unhandled error gets, since nothing was sent yet).
 """
 
 from __future__ import annotations
@@ -19,8 +20,8 @@ from starlette.types import Receive, Scope, Send
 RAW_SEND = "stemmock.raw_send"
 
 
-def _transport(scope: Scope) -> Any:
-    cycle = getattr(scope.get(RAW_SEND), "__self__", None)
+def _transport(scope: Scope, send: Send) -> Any:
+    cycle = getattr(scope.get(RAW_SEND, send), "__self__", None)
     return getattr(cycle, "transport", None)
 
 
@@ -52,7 +53,7 @@ class WireFaultResponse:
         return {"type": "http.response.start", "status": self.status, "headers": headers}
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        transport = _transport(scope)
+        transport = _transport(scope, send)
         if self.fault == "connection_reset":
             if transport is None:
                 await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
