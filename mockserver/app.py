@@ -174,9 +174,9 @@ class Mock:
         self._rate_windows = {op.key: ((config.rate_limits.get(spec.provider.name) or {}).get(rate_class(op)),
                                        f"{spec.provider.name}/{rate_class(op)}/")
                               for spec in self.specs for op in spec.operations}
-        # Each operation's latency rule (the first that names it), found once.
+        # Each operation's latency rule, the first that names it, found once.
         self._latency_rules = {op.key: rule for spec in self.specs for op in spec.operations
-                               for rule in reversed(config.latency) if matches(op, rule.operation)}
+                               if (rule := next((r for r in config.latency if matches(op, r.operation)), None))}
         self.clock = Clock(config.clock, config.clock_start, self.store)
         self.scheduler = Scheduler(self.clock, self.store, config.callbacks.concurrency)
         self.deliveries = Deliveries(self.store, self.clock, self.scheduler, config)
@@ -282,7 +282,7 @@ class Mock:
         # now (or a closure over the parts) would leave a score of objects per call for the garbage collector
         # to walk again and again until the journal drops them: pauses of several ms under load.
         self.store.record(_Exchange((self.clock.now(), op, req.method, req.path, req.api_key, req.query, req.body,
-                                     tuple(violations), outcome, status, headers, bytes(memoryview(raw)))))
+                                     tuple(violations), outcome, status, headers, codec.exact_size(raw))))
         return status, raw, headers, outcome
 
     def _answer(self, op: Operation, req: MockRequest) -> tuple[int, Any, dict[str, str], Outcome, list[Any]]:

@@ -52,16 +52,23 @@ def _has_nonfinite(value: Any) -> bool:
     return False
 
 
+def exact_size(raw: bytes) -> bytes:
+    """`raw` copied to its exact size, for bytes that are kept.
+
+    orjson's own bytes keep the whole output buffer it grew (8 KiB for a 700-byte record), which a store
+    holding a million records, or a journal holding a thousand answers, cannot afford.
+    """
+    return memoryview(raw).tobytes()
+
+
 def pack(value: Any) -> bytes:
     """Compact JSON for the mock's own storage, where only the round trip through `loads` matters.
 
     orjson as it is (no byte-for-byte guard); what it refuses (integers beyond 64 bits) goes through json.
-    A NaN or infinity is stored as null. The result is copied to its exact size: orjson's own bytes keep
-    the whole output buffer it grew (8 KiB for a 700-byte record), which a store holding a million
-    records cannot afford.
+    A NaN or infinity is stored as null. The result is copied to its exact size (`exact_size`).
     """
     try:
-        return memoryview(orjson.dumps(value)).tobytes()
+        return exact_size(orjson.dumps(value))
     except TypeError:
         return _ENCODER.encode(value).encode()
 
