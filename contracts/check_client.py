@@ -39,7 +39,7 @@ import httpx
 
 from mockserver import MockConfig, create_app, load_config
 from mockserver.config import ConfigError
-from mockserver.scenarios import SCENARIOS, WIRE_FAULTS
+from mockserver.scenarios import SCENARIOS, TASK_OUTCOMES, WIRE_FAULTS
 from mockserver.spec import PROVIDER_SPECS, Spec, SpecError, load, spec_path
 from mockserver.validation import did_you_mean
 
@@ -56,7 +56,7 @@ from .coverage import (
     format_report,
 )
 from .live import LiveServer
-from .receiver import CallbackReceiver
+from .receiver import CallbackReceiver, parse_receiver
 from .referee import Referee
 
 DEFAULT_KEY = "stemmock-client"
@@ -66,6 +66,8 @@ KILL_GRACE_S = 2.0  # between SIGTERM and SIGKILL of the command's process group
 SETTLE_S = 2.0  # at most this long, after the command ends, for callbacks already due to go out
 JOURNAL_SIZE = 100_000
 SHUTDOWN_GRACE_S = 0.5  # the report is taken before shutdown; the last delivery tries need not be long
+MIN_CALLBACK_TIMEOUT_S = 1.0  # a callback attempt's timeout shrinks with the time scale, but not below this
+EVERY_CALL = 1_000_000  # "every call": the times of a fault that applies to the whole run
 
 
 class CheckClientError(Exception):
@@ -89,6 +91,11 @@ class CheckOptions:
     faults: tuple[str, ...] = ()  # "OPERATION=OUTCOME[*TIMES]"
     script: tuple[dict[str, Any], ...] | None = None
     strict: bool = True
+    task_outcomes: tuple[str, ...] = ()  # "OPERATION=OUTCOME[*TIMES]"
+    receiver: str | None = None  # "refuse*N" | "timeout*N"
+    error_exit: tuple[int, ...] | None = None  # exit codes that mean "a documented error, surfaced"
+    require_retries: bool = False  # transient errors left unretried are violations, not recommendations
+    scale_probe: bool = True  # a second, short run at another time scale, to catch fixed-interval polling
 
 
 def mock_config(options: CheckOptions) -> MockConfig:
@@ -99,8 +106,10 @@ def mock_config(options: CheckOptions) -> MockConfig:
         f.name: getattr(config.durations, f.name) * factor for f in dataclasses.fields(config.durations)})
     callbacks = dataclasses.replace(config.callbacks, retries=tuple(r * factor for r in config.callbacks.retries),
                                     late_delay=config.callbacks.late_delay * factor,
+                                    timeout=max(MIN_CALLBACK_TIMEOUT_S, config.callbacks.timeout * factor),
                                     grace=min(config.callbacks.grace, SHUTDOWN_GRACE_S))
-    return config.replace(durations=durations, callbacks=callbacks,
+    # A call held by `timeout_after` stays unanswered longer than a client's usual timeout only in scaled time.
+    return config.replace(durations=durations, callbacks=callbacks, hang_seconds=config.hang_seconds * factor,
                           journal_size=max(config.journal_size, JOURNAL_SIZE))
 
 
@@ -129,17 +138,57 @@ def parse_fault(text: str) -> dict[str, Any]:
             raise CheckClientError(f"--fault {text!r}: times is {times!r}; expected a whole number >= 1.")
         body["times"] = int(times)
     outcome = outcome.strip()
+    kind, colon, name = outcome.partition(":")
     if outcome.isdigit():
         body["code"] = int(outcome)
     elif outcome in WIRE_FAULTS:
         body["wire_fault"] = outcome
     elif outcome in SCENARIOS:
         body["scenario"] = outcome
+    elif colon and kind.strip() == "example" and name.strip():
+        body["example"] = name.strip()
+    elif colon and kind.strip() == "task_outcome" and name.strip() in TASK_OUTCOMES:
+        body["task_outcome"] = name.strip()
     else:
         known = [*WIRE_FAULTS, *SCENARIOS]
-        raise CheckClientError(f"--fault {text!r}: {outcome!r} is not a code, a wire fault or a scenario; expected "
-                               f"a documented code or one of {', '.join(known)}.{did_you_mean(outcome, known)}")
+        raise CheckClientError(f"--fault {text!r}: {outcome!r} is not a code, a wire fault, a scenario, "
+                               f"example:NAME or task_outcome:NAME; expected a documented code or one of "
+                               f"{', '.join(known)}.{did_you_mean(outcome, known)}")
     return body
+
+
+def parse_task_outcome(text: str) -> dict[str, Any]:
+    """`generateMusic=sensitive_word_error` -> the body of `POST /__mock/faults` (every call, unless `*TIMES`)."""
+    operation, sep, outcome = text.rpartition("=")
+    name, _, times = outcome.partition("*")
+    if not sep or not operation.strip() or name.strip() not in TASK_OUTCOMES:
+        raise CheckClientError(f"--task-outcome {text!r} is not OPERATION=OUTCOME[*TIMES] with OUTCOME one of "
+                               f"{', '.join(TASK_OUTCOMES)}; e.g. 'generateMusic=generate_audio_failed'."
+                               f"{did_you_mean(name.strip(), TASK_OUTCOMES)}")
+    if times and (not times.strip().isdigit() or int(times) < 1):
+        raise CheckClientError(f"--task-outcome {text!r}: times is {times!r}; expected a whole number >= 1.")
+    return {"operation": operation.strip(), "task_outcome": name.strip(),
+            "times": int(times) if times else EVERY_CALL}
+
+
+def parse_exit_codes(text: str | None) -> tuple[int, ...] | None:
+    """`--error-exit 1,3` -> (1, 3)."""
+    if text is None:
+        return None
+    parts = [p.strip() for p in text.split(",") if p.strip()]
+    if not parts or not all(p.isdigit() and 0 < int(p) < 256 for p in parts):
+        raise CheckClientError(f"--error-exit {text!r} is not a list of exit codes; expected numbers from 1 to 255 "
+                               "separated by commas, e.g. '1,3'.")
+    return tuple(int(p) for p in parts)
+
+
+def check_receiver(text: str) -> str:
+    """`--receiver` checked: refuse*N or timeout*N."""
+    try:
+        parse_receiver(text)
+    except ValueError as exc:
+        raise CheckClientError(f"--receiver: {exc}") from None
+    return text
 
 
 def parse_script(text: str) -> tuple[dict[str, Any], ...]:
@@ -184,6 +233,8 @@ def prepare(client: httpx.Client, referee: Referee, options: CheckOptions) -> No
                          {"operation": op.operation_id, "scenario": options.scenario, "times": 1_000_000})
     for text in options.faults:
         _control(client, "POST", "/__mock/faults", f"--fault {text!r}", parse_fault(text))
+    for text in options.task_outcomes:
+        _control(client, "POST", "/__mock/faults", f"--task-outcome {text!r}", parse_task_outcome(text))
     if options.script is not None:
         _control(client, "PUT", "/__mock/script", "--script", {"steps": list(options.script)})
 
@@ -242,14 +293,36 @@ def _end_group(process: subprocess.Popen[bytes]) -> None:
     process.wait()
 
 
+OUTPUT_KEPT = 64 * 1024  # the tail of the command's output kept for the report (errors, tracebacks)
+
+
+def _tee(pipe: IO[bytes], kept: bytearray) -> None:
+    """Copy the command's output to our stderr as it comes, keeping its tail for the checks."""
+    out = _output()
+    for chunk in iter(lambda: pipe.read1(4096), b""):  # type: ignore[attr-defined]
+        kept.extend(chunk)
+        del kept[:-OUTPUT_KEPT]
+        if out is not None:
+            try:
+                out.write(chunk.decode("utf-8", "replace"))
+                out.flush()
+            except (OSError, ValueError):  # our stderr went away; keep reading so the command never blocks
+                out = None
+    pipe.close()
+
+
 def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> CommandResult:
     """Run `argv` in its own process group; kill the group at `timeout`. Never waits longer than that + grace."""
     started = time.monotonic()
     try:
-        process = subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=_output(),
-                                   stderr=_output(), start_new_session=True)
+        process = subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
+                                   stderr=subprocess.STDOUT, start_new_session=True)
     except OSError as exc:
         return CommandResult(tuple(argv), None, 0.0, error=f"{exc.strerror or exc} ({argv[0]!r})")
+    kept = bytearray()
+    assert process.stdout is not None
+    reader = threading.Thread(target=_tee, args=(process.stdout, kept), name="stemmock-output", daemon=True)
+    reader.start()
     timed_out = False
     try:
         process.wait(timeout)
@@ -258,7 +331,9 @@ def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> 
     finally:  # also on Ctrl-C
         seconds = time.monotonic() - started
         _end_group(process)
-    return CommandResult(tuple(argv), process.returncode, seconds, timed_out)
+        reader.join(KILL_GRACE_S)  # a grandchild outside the group may hold the pipe: do not wait for it
+    return CommandResult(tuple(argv), process.returncode, seconds, timed_out,
+                         output=bytes(kept).decode("utf-8", "replace"))
 
 
 def settle(client: httpx.Client, app: Any, seconds: float = SETTLE_S) -> None:
@@ -305,6 +380,8 @@ def check_client(options: CheckOptions) -> Report:
     app = create_app(config, specs=specs)
     referee = Referee(specs)
     receiver, server = CallbackReceiver().start(), LiveServer(app)
+    if options.receiver:
+        receiver.behave(check_receiver(options.receiver), config.callbacks.timeout)
     try:
         server.start()
         with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
@@ -361,22 +438,40 @@ Exit codes:
                    "e.g. 'generateMusic=430*2'. Repeatable.")
 @click.option("--script", "script_text", default=None, metavar="JSON|FILE",
               help='One behaviour per coming provider call, e.g. \'[{"code": 430}, {}]\' (PUT /__mock/script).')
+@click.option("--task-outcome", "task_outcomes", multiple=True, metavar="OPERATION=OUTCOME[*TIMES]",
+              help="End the tasks an operation creates in a terminal status: " + "|".join(TASK_OUTCOMES) +
+                   ", e.g. 'generateMusic=generate_audio_failed' (every call unless *TIMES). Repeatable.")
+@click.option("--receiver", "receiver", default=None, metavar="refuse*N|timeout*N",
+              help="The callback receiver refuses (HTTP 503) or times out the next N deliveries.")
+@click.option("--error-exit", "error_exit", default=None, metavar="CODES",
+              help="Exit codes (comma-separated) with which the command reports a documented error, e.g. '1,3'.")
+@click.option("--require-retries", is_flag=True,
+              help="A transient error the client does not retry with backoff is a violation, not a recommendation.")
+@click.option("--scale-probe/--no-scale-probe", default=True, show_default=True,
+              help="Run the command a second time, briefly, at another time scale, to catch fixed-interval polling.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
 @click.option("--strict/--no-strict", default=True, show_default=True,
               help="Whether contract violations fail the run (they are reported either way).")
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
 def command(timeout: float, api_key: str, time_scale: float, clock: str, seed: int | None, config_path: str | None,
             credits: float | None, scenario: str | None, faults: tuple[str, ...], script_text: str | None,
-            as_json: bool, strict: bool, argv: tuple[str, ...]) -> None:
+            task_outcomes: tuple[str, ...], receiver: str | None, error_exit: str | None, require_retries: bool,
+            scale_probe: bool, as_json: bool, strict: bool, argv: tuple[str, ...]) -> None:
     """Run a client, in any language, against a fresh mock and report how it kept the contract."""
     logger = logging.getLogger("stemmock")
     level = logger.level
     logger.setLevel(logging.ERROR)  # callbacks still owed at shutdown are in the report already
     try:
         options = CheckOptions(argv, timeout, api_key, time_scale, clock, seed, config_path, credits,
-                               scenario, tuple(faults), parse_script(script_text) if script_text else None, strict)
+                               scenario, tuple(faults), parse_script(script_text) if script_text else None, strict,
+                               tuple(task_outcomes), receiver, parse_exit_codes(error_exit), require_retries,
+                               scale_probe)
         for text in options.faults:
             parse_fault(text)  # a typo stops here, before anything starts
+        for text in options.task_outcomes:
+            parse_task_outcome(text)
+        if receiver:
+            check_receiver(receiver)
         report = check_client(options)
     except (CheckClientError, ConfigError, SpecError) as exc:
         click.echo(f"stemmock check-client: {exc}", err=True)

@@ -27,7 +27,8 @@ from hypothesis import seed as hypothesis_seed
 from hypothesis import strategies as st
 
 from mockserver import MockConfig, create_app
-from mockserver.scenarios import SCENARIOS, WIRE_FAULTS
+from mockserver.config import CallbackConfig
+from mockserver.scenarios import SCENARIOS, WIRE_FAULTS, task_outcomes
 from mockserver.spec import PROVIDER_SPECS, load, spec_path
 from mockserver.validation import did_you_mean
 
@@ -37,6 +38,8 @@ from .receiver import CallbackReceiver, Delivery
 from .referee import ContractViolation, Referee
 
 Step = dict[str, Any]
+HANG_S = 0.2  # how long `timeout_after` holds an answer in the harness (real time)
+CALLBACK_TIMEOUT_S = 0.5  # the harness mock's timeout per callback attempt (real time)
 
 
 class ConformanceFailure(AssertionError):
@@ -66,12 +69,14 @@ def step_strategy(providers: Sequence[str] | None = None) -> st.SearchStrategy[S
     codes = sorted({c for op in operations for c in op.documented_codes if c >= 400})
     examples = sorted({name for op in operations for name, (status, _body) in op.examples().items()
                        if 200 <= status < 300})
+    outcomes = sorted({o for op in operations for o in task_outcomes(op)})
     return st.one_of(
         st.just({}),
         st.sampled_from(codes).map(lambda c: {"code": c}),
         st.sampled_from(examples).map(lambda e: {"example": e}),
         st.sampled_from(WIRE_FAULTS).map(lambda w: {"wire_fault": w}),
         st.sampled_from(SCENARIOS).map(lambda s: {"scenario": s}),
+        *([st.sampled_from(outcomes).map(lambda o: {"task_outcome": o})] if outcomes else []),
     )
 
 
@@ -120,16 +125,22 @@ class Harness:
     def __init__(self, api_key: str = "conformance-key", credits: float = 1_000_000) -> None:
         self.api_key = api_key
         self.credits = credits
-        config = MockConfig(clock="manual", journal_size=100_000, dribble_seconds=0.05)
+        # Short real-time waits: a held answer (timeout_after) and a callback attempt that times out cost little.
+        config = MockConfig(clock="manual", journal_size=100_000, dribble_seconds=0.05, hang_seconds=HANG_S,
+                            callbacks=CallbackConfig(timeout=CALLBACK_TIMEOUT_S))
+        self.callback_timeout = CALLBACK_TIMEOUT_S
         self.server = LiveServer(create_app(config)).start()
         self.receiver = CallbackReceiver().start()
         self.control = httpx.Client(base_url=self.server.url, timeout=60)
         self.referee = Referee([load(spec_path(name)) for name in PROVIDER_SPECS])
 
     def run(self, client: Callable[[ClientEnv], Any], steps: Sequence[Step],
-            expected_errors: tuple[type[BaseException], ...], checks: list[str] | None = None) -> Result:
+            expected_errors: tuple[type[BaseException], ...], checks: list[str] | None = None,
+            receiver: str | None = None) -> Result:
         self.control.post("/__mock/reset").raise_for_status()
         self.receiver.clear()
+        if receiver:
+            self.receiver.behave(receiver, self.callback_timeout)
         self.control.put(f"/__mock/credits/{self.api_key}", json={"credits": self.credits}).raise_for_status()
         self.control.put("/__mock/script", json={"steps": list(steps)}).raise_for_status()
         env = ClientEnv(self.server.url, self.api_key, self.receiver.endpoint("callback"), self.control,
@@ -162,11 +173,23 @@ def describe(result: Result, seed: int | None, client: Callable[..., Any]) -> st
 
 def check_client(client: Callable[[ClientEnv], Any], *, expected_errors: tuple[type[BaseException], ...] = (),
                  max_examples: int = 30, max_steps: int = 6, seed: int | None = 0, checks: list[str] | None = None,
-                 steps: st.SearchStrategy[Step] | None = None, providers: Sequence[str] | None = None) -> None:
+                 steps: st.SearchStrategy[Step] | None = None, providers: Sequence[str] | None = None,
+                 script: Sequence[Step] | None = None, receiver: str | None = None) -> None:
     """Drive `client` under Hypothesis-chosen provider behaviour; raise ConformanceFailure with a minimal script.
 
     `providers` (say `["musicapi"]`) limits the behaviours drawn to those the named providers document.
+    `script` runs exactly those steps once instead (e.g. `[{}, {"task_outcome": "generate_audio_failed"}]`);
+    `receiver` (`refuse*N`, `timeout*N`) makes the callback receiver refuse or time out the next N deliveries.
     """
+    if script is not None:
+        harness = Harness()
+        try:
+            result = harness.run(client, script, expected_errors, checks, receiver)
+        finally:
+            harness.close()
+        if result.violations:
+            raise ConformanceFailure(describe(result, seed, client))
+        return
     strategy = st.lists(steps or step_strategy(providers), max_size=max_steps)
     harness = Harness()
     failure: list[Result] = []
@@ -174,8 +197,8 @@ def check_client(client: Callable[[ClientEnv], Any], *, expected_errors: tuple[t
     @settings(max_examples=max_examples, deadline=None, database=None, print_blob=False,
               suppress_health_check=list(HealthCheck))
     @given(strategy)
-    def examine(script: list[Step]) -> None:
-        result = harness.run(client, script, expected_errors, checks)
+    def examine(drawn: list[Step]) -> None:
+        result = harness.run(client, drawn, expected_errors, checks, receiver)
         if result.violations:
             failure[:] = [result]
             raise ConformanceFailure(describe(result, seed, client))
@@ -191,11 +214,11 @@ def check_client(client: Callable[[ClientEnv], Any], *, expected_errors: tuple[t
 
 
 def replay(client: Callable[[ClientEnv], Any], steps: Sequence[Step],
-           expected_errors: tuple[type[BaseException], ...] = ()) -> list[ContractViolation]:
+           expected_errors: tuple[type[BaseException], ...] = (), receiver: str | None = None) -> list[ContractViolation]:
     """Run `client` once under exactly `steps`; return the violations."""
     harness = Harness()
     try:
-        return harness.run(client, steps, expected_errors).violations
+        return harness.run(client, steps, expected_errors, receiver=receiver).violations
     finally:
         harness.close()
 

@@ -47,6 +47,7 @@ class CommandResult:
     seconds: float
     timed_out: bool = False
     error: str | None = None  # why it could not be started
+    output: str = ""  # the tail of what it printed (stdout and stderr together)
 
     @property
     def ok(self) -> bool:

@@ -22,6 +22,7 @@ import pytest
 from mockserver import MockConfig, create_app
 from mockserver.spec import PROVIDER_SPECS, load, spec_path
 
+from .check_client import parse_fault, parse_task_outcome
 from .live import LiveServer
 from .receiver import CallbackReceiver
 from .referee import ContractViolation, Referee, report
@@ -158,6 +159,12 @@ def _prepare(handle: Stemmock, options: dict[str, Any]) -> None:
         for spec in handle.referee.operations.values():
             if spec.callbacks:
                 handle.fault(spec.operation_id, scenario=scenario, times=1_000_000)
+    for operation, outcome in (options.get("task_outcome") or {}).items():
+        handle._control.request("POST", "/__mock/faults", json=parse_task_outcome(f"{operation}={outcome}"))
+    for text in options.get("faults") or ():
+        handle._control.request("POST", "/__mock/faults", json=parse_fault(text))
+    if options.get("script") is not None:
+        handle._control.request("PUT", "/__mock/script", json={"steps": list(options["script"])})
 
 
 def _config(options: dict[str, Any]) -> MockConfig:
@@ -214,14 +221,21 @@ def stemmock_app(request: pytest.FixtureRequest) -> Iterator[Stemmock]:
 
 
 @pytest.fixture()
-def callback_receiver() -> Iterator[CallbackReceiver]:
-    """A real HTTP endpoint that collects callback deliveries; `.fail_next(n)` makes the next n fail."""
+def callback_receiver(request: pytest.FixtureRequest) -> Iterator[CallbackReceiver]:
+    """A real HTTP endpoint that collects callback deliveries; `.fail_next(n)` makes the next n fail.
+
+    The marker's `receiver="refuse*N"` or `"timeout*N"` makes it refuse, or answer too late for the mock's
+    callback timeout, the next N deliveries."""
     with CallbackReceiver() as receiver:
+        behaviour = _options(request).get("receiver")
+        if behaviour:
+            receiver.behave(behaviour, MockConfig().callbacks.timeout)
         yield receiver
 
 
 def pytest_configure(config: pytest.Config) -> None:
     config.addinivalue_line(
         "markers",
-        f"{MARKER}(scenario=None, credits=None, api_key='{DEFAULT_KEY}', clock='manual', seed=0, strict=True): "
-        "set up the stemmock fixtures for this test.")
+        f"{MARKER}(scenario=None, credits=None, api_key='{DEFAULT_KEY}', clock='manual', seed=0, strict=True, "
+        "task_outcome={OPERATION: OUTCOME}, faults=['OPERATION=OUTCOME[*TIMES]'], script=[steps], "
+        "receiver='refuse*N|timeout*N'): set up the stemmock fixtures for this test.")

@@ -41,6 +41,8 @@ class Context:
     rng: random.Random
     base_url: str
     scenario: str | None = None  # the delivery behaviour decided for the task this call creates
+    task_outcome: str | None = None  # the terminal status decided for the task this call creates
+    example: dict[str, Any] | None = None  # a named example the call answers: a poll puts its task in that state
     reads: dict[tuple[str, str], dict[str, Any] | None] = field(default_factory=dict)  # what `owned` has read
 
     @property

@@ -29,10 +29,38 @@ SEPARATE_KEYS = (("instrumental_url", "instrumentalUrl", "Instrumental"), ("voca
 CAMEL_KEYS = ("originUrl", "instrumentalUrl", *(camel for _s, camel, _n in STEM_KEYS))
 
 
+# A task told to end in a failed status (`task_outcome`): the status, the stage from which it shows, the error
+# code and message record-info and the failure callback carry. `created` is the instant of the call.
+FAILURES = {
+    "create_task_failed": ("CREATE_TASK_FAILED", "created", 400, "Failed to create the task."),
+    "generate_audio_failed": ("GENERATE_AUDIO_FAILED", "complete", 500, "Audio generation failed."),
+    "sensitive_word_error": ("SENSITIVE_WORD_ERROR", "text", 400, "The prompt contains sensitive words."),
+}
+SEPARATION_FAILURES = {"create_task_failed": ("CREATE_TASK_FAILED", 400, "Failed to create the task."),
+                       "generate_audio_failed": ("GENERATE_AUDIO_FAILED", 500, "Vocal separation failed")}
+
+
+def _fail_task(task: dict[str, Any], outcome: str | None, table: dict[str, tuple[Any, ...]]) -> None:
+    """Mark a new task with the terminal status it was told to end in (`callback_exception`: its callbacks fail)."""
+    if outcome == "callback_exception":
+        task.update(outcome=outcome, scenario="callback_never")  # no callback reaches the client
+    elif outcome in table:
+        *_, code, message = table[outcome]
+        task.update(outcome=outcome, failed=True, error_code=code, error_message=message)
+
+
 # -- generation -----------------------------------------------------------------------------------------
 def generation_status(task: dict[str, Any], now: float) -> str:
     stages = task["stages"]
-    if task.get("failed") and now >= stages["complete"]:
+    outcome = task.get("outcome")
+    since = task.get("outcome_at")  # set when an example put the task in its state
+    if outcome == "callback_exception" and now >= (stages["complete"] if since is None else since):
+        return "CALLBACK_EXCEPTION"
+    if outcome in FAILURES:
+        status, stage, _code, _message = FAILURES[outcome]
+        if now >= (since if since is not None else task["created_at"] if stage == "created" else stages[stage]):
+            return str(status)
+    elif task.get("failed") and now >= stages["complete"]:
         return "GENERATE_AUDIO_FAILED"
     if task.get("callback_exception"):
         return "CALLBACK_EXCEPTION"
@@ -95,9 +123,27 @@ def generate(ctx: Context) -> Reply:
             "callback_url": body.get("callBackUrl"), "scenario": ctx.scenario}
     if ctx.scenario == "callback_fails":
         task.update(failed=True, error_code=500, error_message="Audio generation failed.")
+    _fail_task(task, ctx.task_outcome, FAILURES)
     ctx.store.put("apibox_task", task_id, task)
     ctx.deliveries.schedule_generation(task)
     return Reply({**SUCCESS, "data": {"taskId": task_id}})
+
+
+STATUS_OUTCOMES = {"CREATE_TASK_FAILED": "create_task_failed", "GENERATE_AUDIO_FAILED": "generate_audio_failed",
+                   "SENSITIVE_WORD_ERROR": "sensitive_word_error", "CALLBACK_EXCEPTION": "callback_exception"}
+
+
+def _as_example(ctx: Context, task: dict[str, Any], field: str, table: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
+    """The task, put in the failed state of the example the call answers (from now on), if the example shows one."""
+    shown = ((ctx.example or {}).get("data") or {}).get(field)
+    outcome = STATUS_OUTCOMES.get(str(shown))
+    if outcome is None or task.get("outcome"):
+        return task
+    changes: dict[str, Any] = {"outcome": outcome, "outcome_at": ctx.clock.now()}
+    if outcome in table:
+        changes.update(failed=True, error_code=table[outcome][-2], error_message=table[outcome][-1])
+    ctx.store.update("apibox_task", task["id"], changes)
+    return {**task, **changes}
 
 
 @action("apibox.generate_record_info")
@@ -105,6 +151,7 @@ def generate_record_info(ctx: Context) -> Reply:
     task = ctx.owned("apibox_task", ctx.req.query.get("taskId"))
     if task is None or task.get("kind") != "generate":
         return Reply({**SUCCESS, "data": None})
+    task = _as_example(ctx, task, "status", FAILURES)
     now = ctx.clock.now()
     tracks = []
     for index, track in enumerate(task["tracks"]):
@@ -114,12 +161,14 @@ def generate_record_info(ctx: Context) -> Reply:
                        "tags": track["tags"], "createTime": int(task["created_at"] * 1000),
                        "duration": urls["duration"]})
     status = generation_status(task, now)
+    failed = status in ("GENERATE_AUDIO_FAILED", "CREATE_TASK_FAILED", "SENSITIVE_WORD_ERROR")
+    shown = now >= task["stages"]["text"] and status not in ("CREATE_TASK_FAILED", "SENSITIVE_WORD_ERROR")
     data = {"taskId": task["id"], "parentMusicId": "", "param": task["param"],
-            "response": {"taskId": task["id"], "sunoData": tracks} if now >= task["stages"]["text"] else None,
+            "response": {"taskId": task["id"], "sunoData": tracks} if shown else None,
             "status": status, "type": "GENERATE", "operationType": "generate",
-            "errorCode": task.get("error_code") if status == "GENERATE_AUDIO_FAILED" else None,
-            "errorMessage": {"CALLBACK_EXCEPTION": "Callback could not be delivered.",
-                             "GENERATE_AUDIO_FAILED": task.get("error_message")}.get(status)}
+            "errorCode": task.get("error_code") if failed else None,
+            "errorMessage": task.get("error_message") if failed else
+            "Callback could not be delivered." if status == "CALLBACK_EXCEPTION" else None}
     return Reply({**SUCCESS, "data": data})
 
 
@@ -142,8 +191,12 @@ def separation_files(task: dict[str, Any]) -> dict[str, str]:
 
 
 def separation_status(task: dict[str, Any], now: float) -> str:
-    if now < task["done_at"]:
+    if task.get("outcome") == "create_task_failed":
+        return "CREATE_TASK_FAILED"
+    if now < (task["done_at"] if task.get("outcome_at") is None else min(task["done_at"], task["outcome_at"])):
         return "PENDING"
+    if task.get("outcome") == "callback_exception":
+        return "CALLBACK_EXCEPTION"
     if task.get("failed"):
         return "GENERATE_AUDIO_FAILED"
     return "CALLBACK_EXCEPTION" if task.get("callback_exception") else "SUCCESS"
@@ -164,6 +217,7 @@ def vocal_removal(ctx: Context) -> Reply:
             "callback_url": body.get("callBackUrl"), "scenario": ctx.scenario}
     if ctx.scenario == "callback_fails":
         task.update(failed=True, error_code=500, error_message="Vocal separation failed")
+    _fail_task(task, ctx.task_outcome, SEPARATION_FAILURES)
     ctx.store.put("apibox_task", task_id, task)
     ctx.deliveries.schedule_separation(task)
     return Reply({**SUCCESS, "data": {"taskId": task_id}})
@@ -174,6 +228,7 @@ def vocal_removal_record_info(ctx: Context) -> Reply:
     task = ctx.owned("apibox_task", ctx.req.query.get("taskId"))
     if task is None or task.get("kind") != "vocal_removal":
         return Reply({**SUCCESS, "data": None})
+    task = _as_example(ctx, task, "successFlag", SEPARATION_FAILURES)
     now = ctx.clock.now()
     flag = separation_status(task, now)
     response = None
@@ -181,10 +236,11 @@ def vocal_removal_record_info(ctx: Context) -> Reply:
         files = separation_files(task)
         camel = {c: files.get(s) for s, c, _n in (*SEPARATE_KEYS, *STEM_KEYS)}
         response = {key: camel.get(key) for key in CAMEL_KEYS}
-    failed = flag == "GENERATE_AUDIO_FAILED"
+    failed = flag in ("GENERATE_AUDIO_FAILED", "CREATE_TASK_FAILED")
     data = {"taskId": task["id"], "musicId": task["music_id"], "callbackUrl": task["callback_url"],
             "musicIndex": task["music_index"], "createTime": int(task["created_at"] * 1000),
-            "completeTime": int(task["done_at"] * 1000) if flag != "PENDING" else None, "response": response,
+            "completeTime": int(task["done_at"] * 1000) if flag not in ("PENDING", "CREATE_TASK_FAILED") else None,
+            "response": response,
             "successFlag": flag, "errorCode": task.get("error_code") if failed else None,
             "errorMessage": task.get("error_message") if failed else None}
     return Reply({**SUCCESS, "data": data})

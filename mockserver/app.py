@@ -32,7 +32,18 @@ from .config import MockConfig, RateLimit, parse_instant
 from .control import HANDLERS as CONTROL
 from .request import BAD_JSON, NO_BODY, MockRequest, read_body, scope_headers, scope_query, url_path
 from .responses import JsonResponse, encode, error_body, json_response, render_outcome
-from .scenarios import Outcome, Refusal, decide, error, matches, outcome_code, rate_class, rate_limited, rejection
+from .scenarios import (
+    Outcome,
+    Refusal,
+    cost_key,
+    decide,
+    error,
+    matches,
+    outcome_code,
+    rate_class,
+    rate_limited,
+    rejection,
+)
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
 from .state import CallState, CountedRandom, Store, open_store
 from .validation import iter_violations
@@ -262,7 +273,8 @@ class Mock:
         if delay > 0:
             await asyncio.sleep(delay)
         if outcome.wire_fault:
-            return WireFaultResponse(outcome.wire_fault, raw, status, headers, self.config.dribble_seconds)
+            return WireFaultResponse(outcome.wire_fault, raw, status, headers, self.config.dribble_seconds,
+                                     self.config.hang_seconds)
         return JsonResponse(status, raw, headers)
 
     def _answer_and_journal(self, op: Operation, req: MockRequest) -> tuple[int, bytes, dict[str, str], Outcome]:
@@ -308,6 +320,10 @@ class Mock:
                 return status, body, headers, outcome, violations
         if outcome.kind == "wire":  # an answer that looks like success until it breaks
             return 200, self._first_example(op)[1], {}, outcome, violations
+        if outcome.kind == "example" and action is not None:
+            adopted = self._example_with_ids(op, outcome, action, ctx)
+            if adopted is not None:
+                return adopted[0], adopted[1], {}, outcome, violations
         if outcome.kind != "success":
             status, body, headers = render_outcome(op, outcome)
             return status, body, headers, outcome, violations
@@ -319,9 +335,32 @@ class Mock:
         if action is None:
             status, body = self._first_example(op)
             return status, body, {}, outcome, violations
-        ctx.scenario = outcome.scenario
+        ctx.scenario, ctx.task_outcome = outcome.scenario, outcome.task_outcome
         reply = action.run(ctx)
         return reply.status, reply.body, dict(reply.headers), outcome, violations
+
+    def _example_with_ids(self, op: Operation, outcome: Outcome, action: Action,
+                          ctx: Context) -> tuple[int, Any] | None:
+        """A success example answered with the ids of what the call made or asked about, so the mock knows them.
+
+        A call that creates (it has a cost) creates and is charged as usual; a poll puts the task it asks about
+        in the example's state (`ctx.example`). None: the example is an error, or the call could not take effect
+        (unknown resource, credits short), so it is answered as written.
+        """
+        status, body = op.examples()[str(outcome.example)]
+        if not 200 <= status < 300 or not isinstance(body, dict) or (
+                op.provider.body_transport and body.get(op.provider.code_field) != 200):
+            return None
+        if action.precheck(ctx) is not None:
+            return None
+        key = cost_key(op, ctx.req)
+        cost = float(self.costs[op.provider.name].get(key, 0)) if key else 0.0
+        if cost and self.store.charge(op.provider.name, ctx.api_key, cost) is None:
+            return None
+        outcome.cost = cost
+        ctx.example = body
+        reply = action.run(ctx)
+        return status, adopt_ids(body, reply.body)
 
     async def _control(self, op: Operation, req: MockRequest) -> JsonResponse:
         token = self.config.admin_token
@@ -385,6 +424,17 @@ class Mock:
                            "method": request.method, "path": request.url.path,
                            "outcome": {"kind": "file", "code": status, "reason": "file served"}})
         return response
+
+
+def adopt_ids(example: Any, real: Any, key: str = "") -> Any:
+    """`example` with each id (a string under a key ending in `id`) taken from `real` at the same place, if any."""
+    if isinstance(example, dict) and isinstance(real, dict):
+        return {k: adopt_ids(v, real.get(k), k) if k in real else v for k, v in example.items()}
+    if isinstance(example, list) and isinstance(real, list):
+        return [adopt_ids(v, real[i], key) if i < len(real) else v for i, v in enumerate(example)]
+    if isinstance(example, str) and isinstance(real, str) and key.lower().endswith("id") and real:
+        return real
+    return example
 
 
 class _Exchange(tuple):  # type: ignore[type-arg]

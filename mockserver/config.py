@@ -125,6 +125,7 @@ class MockConfig:
     faults: tuple[FaultRule, ...] = ()
     latency: tuple[LatencyRule, ...] = ()
     dribble_seconds: float = 2.0  # how long the `slow_dribble` wire fault takes to send a body
+    hang_seconds: float = 30.0  # how long `timeout_after` holds a call that took effect before closing it unanswered
     admin_token: str | None = None  # when set, /__mock/* requires `Authorization: Bearer <admin_token>`
 
     def replace(self, **changes: Any) -> MockConfig:

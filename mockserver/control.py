@@ -11,7 +11,8 @@ from typing import TYPE_CHECKING, Any
 
 from .config import suggest
 from .request import MockRequest
-from .scenarios import matches
+from .scenarios import matches, task_outcomes
+from .validation import did_you_mean
 
 if TYPE_CHECKING:
     from .app import Mock
@@ -97,8 +98,16 @@ async def add_fault(mock: Mock, req: MockRequest) -> tuple[int, Any]:
                              f"documented codes: {listed}.")
     if "scenario" in body and not op.callbacks:
         return unprocessable(f"scenario {body['scenario']!r} does not apply: {op.key} sends no callback.")
+    if "task_outcome" in body and body["task_outcome"] not in task_outcomes(op):
+        listed = ", ".join(task_outcomes(op)) or "none: it creates no task"
+        return unprocessable(f"task_outcome {body['task_outcome']!r} does not apply to {op.key}; "
+                             f"its task outcomes: {listed}.")
+    if "example" in body and body["example"] not in op.examples():
+        listed = ", ".join(sorted(op.examples())) or "none"
+        return unprocessable(f"example {body['example']!r} names no example of {op.key}; "
+                             f"documented examples: {listed}.{did_you_mean(body['example'], list(op.examples()))}")
     fault = {"operation": op.operation_id, "times": body.get("times", 1), "api_key": body.get("api_key")}
-    for kind in ("code", "wire_fault", "scenario"):
+    for kind in ("code", "wire_fault", "scenario", "task_outcome", "example"):
         if kind in body:
             fault[kind] = body[kind]
     return 201, mock.store.add_fault(fault)

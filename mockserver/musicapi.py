@@ -86,7 +86,7 @@ def upload(ctx: Context) -> Reply:
     # Async mode: a task id now; the clip is ready, and its id POSTed to callback_url, when the upload finishes.
     task_id = ctx.uuid()
     ready_at = ctx.clock.now() + ctx.config.durations.musicapi_upload
-    failed = ctx.scenario == "callback_fails"
+    failed = ctx.scenario == "callback_fails" or ctx.task_outcome == "failed"
     clip = _new_clip(ctx, title=name, source_url=url, duration=_duration_for(url), ready_at=ready_at, failed=failed,
                      error_message="Invalid parameters." if failed else None)
     upload_task = {"id": task_id, "api_key": ctx.api_key, "kind": "upload", "created_at": ctx.clock.now(),
@@ -103,7 +103,9 @@ def _new_task(ctx: Context, kind: str, duration: float, clips: list[dict[str, An
         "id": ctx.uuid(), "api_key": ctx.api_key, "kind": kind, "created_at": now, "ready_at": now + duration,
         "clips": [c["id"] for c in clips], "webhook_url": ctx.req.json.get("webhook_url"),
         "webhook_secret": ctx.req.json.get("webhook_secret"), "base_url": ctx.base_url, "scenario": ctx.scenario}
-    if ctx.scenario == "callback_fails":
+    if ctx.task_outcome == "failed":  # the task ends with every clip failed, as a callback_fails task does
+        task["failed"] = True
+    if ctx.scenario == "callback_fails" or ctx.task_outcome == "failed":
         for clip in clips:
             ctx.store.update("clip", clip["id"], {"failed": True, "error_message": "Generation failed."})
     ctx.store.put("task", task["id"], task)

@@ -19,7 +19,14 @@ from .spec import Operation
 from .validation import Violation
 
 SCENARIOS = ("callback_fails", "callback_duplicate", "callback_late", "callback_never")
-WIRE_FAULTS = ("connection_reset", "truncated_body", "malformed_json", "empty_200", "slow_dribble")
+WIRE_FAULTS = ("connection_reset", "truncated_body", "malformed_json", "empty_200", "slow_dribble",
+               "connection_reset_after", "timeout_after")
+# Wire faults that break the answer after the call took effect: the task is created and charged, the client
+# never learns its id. The others break it before anything happened.
+AFTER_EFFECT = ("connection_reset_after", "timeout_after")
+# The terminal task statuses a call can be told to end in (`x-mock.task_outcomes` lists an operation's own).
+TASK_OUTCOMES = ("create_task_failed", "generate_audio_failed", "sensitive_word_error", "callback_exception",
+                 "failed")
 
 
 @dataclass(slots=True)
@@ -39,6 +46,7 @@ class Outcome:
     headers: dict[str, str] = field(default_factory=dict)
     scenario: str | None = None  # a delivery behaviour for the task this call creates
     wire_fault: str | None = None
+    task_outcome: str | None = None  # the terminal status the task this call creates ends in
     fault_id: str | None = None  # the scripted fault this outcome uses up
     admitted: bool = False  # the call passed the rate window, so it counts in it
 
@@ -52,6 +60,8 @@ class Outcome:
             found["scenario"] = self.scenario
         if self.wire_fault is not None:
             found["wire_fault"] = self.wire_fault
+        if self.task_outcome is not None:
+            found["task_outcome"] = self.task_outcome
         if self.cost:
             found["cost"] = self.cost
         return found
@@ -199,9 +209,18 @@ def _scenario(op: Operation, req: MockRequest) -> tuple[str | None, Outcome | No
     return name, None
 
 
+def task_outcomes(op: Operation) -> tuple[str, ...]:
+    """The terminal statuses the task an operation creates can be told to end in (none: it creates no task)."""
+    return tuple(op.x_mock.get("task_outcomes") or ())
+
+
 def _fault_outcome(op: Operation, fault: dict[str, Any], reason: str) -> Outcome:
-    if fault.get("wire_fault") == "slow_dribble":  # the ordinary answer, sent slowly
-        return Outcome("success", 200, reason, wire_fault="slow_dribble", fault_id=fault.get("id"))
+    if fault.get("wire_fault") in ("slow_dribble", *AFTER_EFFECT):  # the ordinary answer, sent slowly or lost
+        return Outcome("success", 200, reason, wire_fault=str(fault["wire_fault"]), fault_id=fault.get("id"))
+    if fault.get("task_outcome"):
+        return Outcome("success", 200, reason, task_outcome=str(fault["task_outcome"]), fault_id=fault.get("id"))
+    if fault.get("example"):
+        return dataclasses.replace(_example(op, str(fault["example"]), reason), fault_id=fault.get("id"))
     if fault.get("wire_fault"):
         return Outcome("wire", 0, reason, wire_fault=str(fault["wire_fault"]), fault_id=fault.get("id"))
     if fault.get("scenario"):
@@ -219,6 +238,9 @@ def _script_step(op: Operation, step: dict[str, Any] | None) -> Outcome | None:
         return _fault_outcome(op, {"code": step["code"]}, f"script step: code={step['code']}")
     if step.get("wire_fault"):
         return _fault_outcome(op, {"wire_fault": step["wire_fault"]}, f"script step: {step['wire_fault']}")
+    if step.get("task_outcome") in task_outcomes(op):
+        return _fault_outcome(op, {"task_outcome": step["task_outcome"]},
+                              f"script step: task_outcome={step['task_outcome']}")
     examples = op.examples()
     if step.get("example") in examples:  # a valid but perhaps unusual body, e.g. `data: null`
         return _example(op, step["example"], f"script step: example={step['example']}")
@@ -284,6 +306,12 @@ def decide(op: Operation, req: MockRequest, violations: Sequence[Violation], vie
     if wait is not None:
         return rate_limited(op, wait)
     outcome = _admitted(op, req, view, rng, scenario, scenario_reason)
+    if scripted_step is not None and outcome.kind == "success" and (scripted_step.wire_fault or
+                                                                    scripted_step.task_outcome):
+        # A step that lets the call take effect (a task outcome, an answer lost after the effect) plays once
+        # the call is admitted, charged like any other.
+        outcome = dataclasses.replace(outcome, reason=scripted_step.reason, wire_fault=scripted_step.wire_fault,
+                                      task_outcome=scripted_step.task_outcome)
     return outcome if outcome.admitted else dataclasses.replace(outcome, admitted=True)
 
 
@@ -321,4 +349,4 @@ def _with(outcome: Outcome, cost: float, scenario: str | None) -> Outcome:
     """A fault that lets the call succeed (a delivery scenario) still charges, and keeps a requested scenario."""
     if outcome.kind != "success":
         return outcome
-    return dataclasses.replace(outcome, cost=cost, scenario=outcome.scenario or scenario)
+    return dataclasses.replace(outcome, cost=cost, scenario=outcome.scenario or scenario, admitted=True)

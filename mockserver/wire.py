@@ -1,5 +1,8 @@
 """Wire faults: answers that break at the HTTP or TCP level, for testing a client's robustness.
 
+`connection_reset_after` and `timeout_after` break the answer of a call that took effect (the task exists and is
+charged): the connection is reset at once, or after `hang_seconds` without a byte sent.
+
 `connection_reset` and `truncated_body` need the server's socket: they reach its transport through uvicorn's
 own `send` (a method of the connection's request cycle). Provider requests get that `send` directly; a request
 that goes through Starlette, which wraps `send`, carries it in the scope under RAW_SEND. Without a transport
@@ -40,12 +43,13 @@ class WireFaultResponse:
     """An ASGI response that delivers `body` broken in the way `fault` names."""
 
     def __init__(self, fault: str, body: bytes, status: int = 200, headers: dict[str, str] | None = None,
-                 dribble_seconds: float = 2.0) -> None:
+                 dribble_seconds: float = 2.0, hang_seconds: float = 30.0) -> None:
         self.fault = fault
         self.body = body
         self.status = status
         self.headers = headers or {}
         self.dribble_seconds = dribble_seconds
+        self.hang_seconds = hang_seconds
 
     def _start(self, length: int) -> dict[str, Any]:
         headers = [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
@@ -54,10 +58,12 @@ class WireFaultResponse:
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         transport = _transport(scope, send)
-        if self.fault == "connection_reset":
+        if self.fault == "timeout_after":  # the call took effect; no answer comes before the client gives up
+            await asyncio.sleep(self.hang_seconds)
+        if self.fault in ("connection_reset", "connection_reset_after", "timeout_after"):
             if transport is None:
                 await PlainTextResponse("Internal Server Error", status_code=500)(scope, receive, send)
-                raise ConnectionResetError("stemmock wire fault: connection_reset")
+                raise ConnectionResetError(f"stemmock wire fault: {self.fault}")
             _reset(transport)
             return
         if self.fault == "truncated_body":

@@ -230,3 +230,39 @@ def test_polling_interval_scales_with_task_time() -> None:
     eager = build_report(referee, [poll(0), poll(1)], [], command_result, time_scale=0.1)
     assert [f.violation.title for f in eager.findings] == ["never polls faster than documented"]
     assert "the documented interval is 3.0 s (the spec's, x0.1" in eager.findings[0].violation.detail
+
+
+def test_outcome_flags_parse() -> None:
+    """--task-outcome, --fault example:NAME and --receiver read into control-plane bodies, typos refused."""
+    from contracts.check_client import check_receiver, parse_exit_codes, parse_task_outcome
+
+    assert parse_task_outcome("generateMusic=sensitive_word_error") == {
+        "operation": "generateMusic", "task_outcome": "sensitive_word_error", "times": 1_000_000}
+    assert parse_task_outcome("createMusic=failed*2")["times"] == 2
+    with pytest.raises(CheckClientError, match="Did you mean 'generate_audio_failed'"):
+        parse_task_outcome("generateMusic=generate_audio_fail")
+    assert parse_fault("generateMusic=example:success") == {"operation": "generateMusic", "example": "success"}
+    assert parse_fault("separateVocals=task_outcome:create_task_failed*1") == {
+        "operation": "separateVocals", "task_outcome": "create_task_failed", "times": 1}
+    assert check_receiver("timeout*2") == "timeout*2"
+    with pytest.raises(CheckClientError, match="--receiver"):
+        check_receiver("drop*2")
+    assert parse_exit_codes("1, 3") == (1, 3)
+    with pytest.raises(CheckClientError, match="--error-exit"):
+        parse_exit_codes("one")
+
+
+@needs_curl
+def test_task_outcome_flag_reaches_the_client() -> None:
+    """--task-outcome fails every generation: the curl client sees GENERATE_AUDIO_FAILED and says so."""
+    done = stemmock(*FAST, "--task-outcome", "generateMusic=generate_audio_failed", "--no-scale-probe", "--",
+                    "bash", str(CLIENTS / "curl_client.sh"))
+    assert done.returncode == EXIT_COMMAND_FAILED, done.stdout + done.stderr
+    assert "generation GENERATE_AUDIO_FAILED" in done.stderr
+
+
+def test_unknown_example_fault_is_a_usage_error() -> None:
+    """--fault OPERATION=example:NAME with an unknown name stops before the command runs, naming the examples."""
+    done = stemmock("--fault", "generateMusic=example:sucess", "--", sys.executable, "-c", "pass")
+    assert done.returncode == EXIT_USAGE
+    assert "names no example of POST /api/v1/generate" in done.stderr and "Did you mean 'success'?" in done.stderr
