@@ -394,7 +394,8 @@ def check_client(options: CheckOptions) -> Report:
     finally:
         _stop_together(server, receiver)
     return build_report(referee, exchanges, deliveries, result, strict=options.strict, receiver_url=receiver.url,
-                        time_scale=options.time_scale, journal_size=config.journal_size)
+                        time_scale=options.time_scale, journal_size=config.journal_size,
+                        error_exit=options.error_exit, require_retries=options.require_retries)
 
 
 # -- the command --------------------------------------------------------------------------------------------

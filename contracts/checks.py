@@ -13,6 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .referee import ContractViolation, Referee
+from .tasks import PENDING, poll_status
 
 MIN_BACKOFF_S = 1.0  # a retry after a call-frequency error must come at least this late, and after Retry-After
 MAX_CALLS_AFTER_CREDITS = 1  # one more try (say, after a top-up) is fine; more is a loop
@@ -25,6 +26,10 @@ class Run:
     callbacks: list[dict[str, Any]] = field(default_factory=list)
     error: BaseException | None = None
     expected_errors: tuple[type[BaseException], ...] = (Exception,)
+    command: Any = None  # how a check-client command ended (a CommandResult); None for a Python flow
+    time_scale: float = 1.0  # task time's scale: waits the kit asks of a client shrink with it
+    error_exit: tuple[int, ...] | None = None  # exit codes a command declared for "a documented error"
+    forged: tuple[str, ...] = ()  # ids and file names the kit's forged callbacks carried
 
     def calls(self) -> list[dict[str, Any]]:
         """Provider calls only: no downloads, no control plane."""
@@ -39,16 +44,18 @@ class Run:
 
 Check = Callable[[Run], list[ContractViolation]]
 CHECKS: dict[str, Check] = {}
+# Advice rather than a broken promise: reported, never failing a run, unless a caller asks for them as checks.
+RECOMMENDATIONS: dict[str, Check] = {}
 
 
-def check(title: str) -> Callable[[Check], Check]:
-    """Register a client check under a stable title."""
+def check(title: str, *, recommendation: bool = False) -> Callable[[Check], Check]:
+    """Register a client check (or a recommendation) under a stable title."""
 
     def register(func: Check) -> Check:
         def titled(run: Run) -> list[ContractViolation]:
             return [ContractViolation(title, v.detail, v.operation, v.pointer) for v in func(run)]
 
-        CHECKS[title] = titled
+        (RECOMMENDATIONS if recommendation else CHECKS)[title] = titled
         return titled
 
     return register
@@ -199,6 +206,8 @@ def duplicate_callback_once(run: Run) -> list[ContractViolation]:
 
 @check("never polls faster than documented")
 def polling_interval(run: Run) -> list[ContractViolation]:
+    """Only the wait after an answer that showed the task still pending counts: a retry after an error answer
+    (or a lost one) is the retry checks' business, not polling."""
     last: dict[tuple[Any, ...], float] = {}
     found = []
     for exchange in run.calls():
@@ -209,11 +218,23 @@ def polling_interval(run: Run) -> list[ContractViolation]:
         key = (op.operation_id, exchange.get("api_key"), exchange["path"],
                tuple(sorted(((exchange.get("request") or {}).get("query") or {}).items())))
         if key in last and exchange["time"] - last[key] < float(interval):
-            found.append(_v(f"polled {exchange['time'] - last[key]:.3f} s after the previous poll of the same task; "
-                            f"the documented interval is {interval} s", op.key))
-        last[key] = exchange["time"]
+            found.append(_v(f"polled {exchange['time'] - last[key]:.3f} s after the previous poll of the same task "
+                            f"had shown it pending; the documented interval is {interval} s", op.key))
+        status = poll_status(op, exchange)[0] if op.x_mock.get("poll_task") else "pending"
+        if status in PENDING:
+            last[key] = exchange["time"]
+        else:
+            last.pop(key, None)
     return found
 
 
-def run_checks(run: Run, titles: list[str] | None = None) -> list[ContractViolation]:
-    return [v for title, func in CHECKS.items() if titles is None or title in titles for v in func(run)]
+def run_checks(run: Run, titles: list[str] | None = None, *,
+               recommendations: bool = False) -> list[ContractViolation]:
+    """The violations every check (or those titled) finds; with `recommendations`, the recommendations' too."""
+    table = {**CHECKS, **RECOMMENDATIONS} if recommendations else CHECKS
+    return [v for title, func in table.items() if titles is None or title in titles for v in func(run)]
+
+
+def run_recommendations(run: Run) -> list[ContractViolation]:
+    return [v for func in RECOMMENDATIONS.values() for v in func(run)]
+

@@ -32,13 +32,21 @@ from mockserver.scenarios import SCENARIOS, WIRE_FAULTS, task_outcomes
 from mockserver.spec import PROVIDER_SPECS, load, spec_path
 from mockserver.validation import did_you_mean
 
-from .checks import Run, run_checks
+from . import behaviour
+from .checks import Run, run_checks, run_recommendations
 from .live import LiveServer
 from .receiver import CallbackReceiver, Delivery
 from .referee import ContractViolation, Referee
 
 Step = dict[str, Any]
 HANG_S = 0.2  # how long `timeout_after` holds an answer in the harness (real time)
+# What the kit's forged callbacks carry: a task and an audio/clip id no real task has, and a file name the mock
+# serves like any other. A client that uses one acted on a callback it should have dropped.
+FORGED_TASK = "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0"
+FORGED_ID = "f0f0f0f0-f0f0-4f0f-8f0f-f0f0f0f0f0f0"
+FORGED_FILE = "forged_by_stemmock"
+FORGED_MARKS = (FORGED_TASK, FORGED_ID, FORGED_FILE)
+CALLBACK_FIELDS = ("callBackUrl", "webhook_url", "callback_url")
 CALLBACK_TIMEOUT_S = 0.5  # the harness mock's timeout per callback attempt (real time)
 
 
@@ -91,6 +99,8 @@ class ClientEnv:
     _receiver: CallbackReceiver
     _seen: int = 0
     slept: float = field(default=0.0)
+    forge: bool = True  # send one forged callback once the client has created a task that calls back
+    forged: list[str] = field(default_factory=list)  # the providers a forged callback was sent for
 
     @property
     def musicapi_url(self) -> str:
@@ -106,10 +116,41 @@ class ClientEnv:
         self._control.post("/__mock/clock/advance", json={"seconds": max(0.0, seconds)}).raise_for_status()
 
     def callbacks(self) -> list[Delivery]:
-        """Callbacks delivered to `callback_url` since the last call, in arrival order."""
+        """Callbacks delivered to `callback_url` since the last call, in arrival order.
+
+        Once the client has created a task that calls back here, one forged callback comes too: for a task it
+        never created (api.box), or with a wrong signature (MusicAPI). A careful client drops it."""
+        if self.forge and not self.forged:
+            self._send_forged()
         deliveries = self._receiver.accepted()
         new, self._seen = deliveries[self._seen:], len(deliveries)
         return new
+
+
+    def _send_forged(self) -> None:
+        journal = self._control.get("/__mock/journal").json()["exchanges"]
+        made = next((e for e in journal if (e.get("outcome") or {}).get("kind") == "success" and
+                     isinstance((e.get("request") or {}).get("body"), dict) and
+                     any(e["request"]["body"].get(f) == self.callback_url for f in CALLBACK_FIELDS)), None)
+        if made is None:
+            return
+        now = int(self._control.get("/__mock/clock").json()["now"] * 1000)
+        url = f"{self.url}/files/{now}-30000-{FORGED_ID}/{FORGED_FILE}.mp3"
+        headers = {"Content-Type": "application/json"}
+        if made.get("provider") == "musicapi":
+            task = str((made.get("response") or {}).get("body", {}).get("task_id") or FORGED_TASK)
+            clip = {"clip_id": FORGED_ID, "state": "succeeded", "title": "forged", "audio_url": url, "duration": 30}
+            payload: dict[str, Any] = {"code": 200, "message": "success", "task_id": task, "platform": "sonic",
+                                       "event": "song.completed", "data": [clip]}
+            headers.update({"X-Webhook-Id": FORGED_ID, "X-Webhook-Event": "song.completed",
+                            "X-Webhook-Timestamp": str(now // 1000), "X-Webhook-Signature": "sha256=" + "0" * 64})
+        else:
+            payload = {"code": 200, "msg": "vocal Removal generated successfully.",
+                       "data": {"task_id": FORGED_TASK, "callbackType": "complete",
+                                "vocal_removal_info": {"vocal_url": url, "instrumental_url": url, "origin_url": ""},
+                                "data": [{"id": FORGED_ID, "audio_url": url, "stream_audio_url": url}]}}
+        httpx.post(self.callback_url, content=json.dumps(payload), headers=headers, timeout=10)
+        self.forged.append(str(made.get("provider")))
 
 
 @dataclass
@@ -117,6 +158,7 @@ class Result:
     steps: list[Step]
     violations: list[ContractViolation]
     run: Run
+    recommendations: list[ContractViolation] = field(default_factory=list)
 
 
 class Harness:
@@ -136,7 +178,7 @@ class Harness:
 
     def run(self, client: Callable[[ClientEnv], Any], steps: Sequence[Step],
             expected_errors: tuple[type[BaseException], ...], checks: list[str] | None = None,
-            receiver: str | None = None) -> Result:
+            receiver: str | None = None, *, forge: bool = True, require_retries: bool = False) -> Result:
         self.control.post("/__mock/reset").raise_for_status()
         self.receiver.clear()
         if receiver:
@@ -144,15 +186,19 @@ class Harness:
         self.control.put(f"/__mock/credits/{self.api_key}", json={"credits": self.credits}).raise_for_status()
         self.control.put("/__mock/script", json={"steps": list(steps)}).raise_for_status()
         env = ClientEnv(self.server.url, self.api_key, self.receiver.endpoint("callback"), self.control,
-                        self.receiver)
+                        self.receiver, forge=forge)
         error: BaseException | None = None
         try:
             client(env)
         except Exception as exc:  # judged by the checks: an expected error type, or a crash
             error = exc
         run = Run(self.referee, self.control.get("/__mock/journal").json()["exchanges"],
-                  self.control.get("/__mock/callbacks").json()["callbacks"], error, expected_errors)
-        return Result(list(steps), run_checks(run, checks), run)
+                  self.control.get("/__mock/callbacks").json()["callbacks"], error, expected_errors,
+                  forged=FORGED_MARKS if env.forged else ())
+        advice = run_recommendations(run)
+        if require_retries:
+            return Result(list(steps), run_checks(run, checks) + advice, run)
+        return Result(list(steps), run_checks(run, checks), run, advice)
 
     def close(self) -> None:
         self.control.close()
@@ -165,6 +211,15 @@ def describe(result: Result, seed: int | None, client: Callable[..., Any]) -> st
              f"({len(result.steps)} step(s); {{}} = a normal answer):",
              f"  {json.dumps(result.steps)}"]
     lines += [f"  - {v}" for v in result.violations]
+    zero = min((float(e.get("time") or 0.0) for e in result.run.exchanges), default=0.0)
+    tasks = behaviour.tasks_of(result.run)
+    if tasks:
+        lines.append("Tasks the client created:")
+        lines += [f"  - {t.describe(zero)}" for t in tasks]
+    answers = behaviour.last_answers(result.run)
+    if answers:
+        lines.append("Last answers per operation (oldest first):")
+        lines += [f"  {name}: {'; '.join(shown)}" for name, shown in answers.items()]
     name = f"{getattr(client, '__module__', '?')}:{getattr(client, '__qualname__', '?')}"
     lines.append(f"Seed: {seed}")
     lines.append(f"Replay: python -m contracts.conformance {name} '{json.dumps(result.steps)}'")
@@ -174,17 +229,20 @@ def describe(result: Result, seed: int | None, client: Callable[..., Any]) -> st
 def check_client(client: Callable[[ClientEnv], Any], *, expected_errors: tuple[type[BaseException], ...] = (),
                  max_examples: int = 30, max_steps: int = 6, seed: int | None = 0, checks: list[str] | None = None,
                  steps: st.SearchStrategy[Step] | None = None, providers: Sequence[str] | None = None,
-                 script: Sequence[Step] | None = None, receiver: str | None = None) -> None:
+                 script: Sequence[Step] | None = None, receiver: str | None = None,
+                 require_retries: bool = False, forge: bool = True) -> None:
     """Drive `client` under Hypothesis-chosen provider behaviour; raise ConformanceFailure with a minimal script.
 
     `providers` (say `["musicapi"]`) limits the behaviours drawn to those the named providers document.
     `script` runs exactly those steps once instead (e.g. `[{}, {"task_outcome": "generate_audio_failed"}]`);
     `receiver` (`refuse*N`, `timeout*N`) makes the callback receiver refuse or time out the next N deliveries.
+    `require_retries` makes the retry recommendations violations; `forge=False` sends no forged callback.
     """
     if script is not None:
         harness = Harness()
         try:
-            result = harness.run(client, script, expected_errors, checks, receiver)
+            result = harness.run(client, script, expected_errors, checks, receiver, forge=forge,
+                                 require_retries=require_retries)
         finally:
             harness.close()
         if result.violations:
@@ -198,7 +256,8 @@ def check_client(client: Callable[[ClientEnv], Any], *, expected_errors: tuple[t
               suppress_health_check=list(HealthCheck))
     @given(strategy)
     def examine(drawn: list[Step]) -> None:
-        result = harness.run(client, drawn, expected_errors, checks, receiver)
+        result = harness.run(client, drawn, expected_errors, checks, receiver, forge=forge,
+                             require_retries=require_retries)
         if result.violations:
             failure[:] = [result]
             raise ConformanceFailure(describe(result, seed, client))

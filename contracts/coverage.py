@@ -18,7 +18,8 @@ from typing import Any
 
 from mockserver.spec import CallbackDoc, Operation
 
-from .checks import CHECKS, Run
+from . import behaviour
+from .checks import CHECKS, RECOMMENDATIONS, Run
 from .referee import ContractViolation, Referee
 
 EXIT_OK = 0
@@ -33,8 +34,11 @@ EXIT_NOT_STARTED = 5  # the command could not be started (not found, not executa
 BEHAVIOUR_CHECKS = ("waits after a call-frequency error before retrying",
                     "does not retry in a loop after insufficient credits",
                     "a duplicate callback is not processed twice",
-                    "never polls faster than documented")
-POLLING_CHECK = BEHAVIOUR_CHECKS[-1]  # its documented interval is scaled with --time-scale
+                    "never polls faster than documented",
+                    behaviour.STOPS_ON_FAILURE,
+                    behaviour.ERRORS_REACH_USER,
+                    behaviour.PAID_TWICE)
+POLLING_CHECK = BEHAVIOUR_CHECKS[3]  # its documented interval is scaled with --time-scale
 
 
 # -- coverage ---------------------------------------------------------------------------------------------
@@ -162,6 +166,10 @@ class Report:
     strict: bool = True
     time_scale: float = 1.0
     journal_full: bool = False
+    recommendations: list[Finding] = field(default_factory=list)
+    tasks: list[dict[str, Any]] = field(default_factory=list)  # each task the client created, as it last saw it
+    last_answers: dict[str, list[str]] = field(default_factory=dict)  # operation -> its last answers, oldest first
+    surfaced: bool = False  # the command ended with a declared error exit after a documented error
 
     @property
     def failed_contract(self) -> bool:
@@ -173,7 +181,7 @@ class Report:
             return EXIT_NOT_STARTED
         if self.command.timed_out:
             return EXIT_TIMEOUT
-        if not self.command.ok:
+        if not self.command.ok and not self.surfaced:
             return EXIT_COMMAND_FAILED
         return EXIT_VIOLATIONS if self.failed_contract else EXIT_OK
 
@@ -193,6 +201,10 @@ class Report:
                            "sent": c.sent, "not_met": c.not_met} for c in self.callbacks],
             "deliveries": [{**dataclasses.asdict(d), "attempts": list(d.attempts)} for d in self.deliveries],
             "violations": [f.as_dict() for f in self.findings],
+            "recommendations": [f.as_dict() for f in self.recommendations],
+            "tasks": self.tasks,
+            "last_answers": self.last_answers,
+            "surfaced_error": self.surfaced,
             "mock_errors": self.mock_errors,
             "journal_full": self.journal_full,
             "strict": self.strict,
@@ -321,15 +333,27 @@ def _finding(violation: ContractViolation, request: int, exchange: Mapping[str, 
 
 
 def review(referee: Referee, exchanges: Sequence[dict[str, Any]], deliveries: Sequence[dict[str, Any]],
-           time_scale: float = 1.0) -> list[Finding]:
+           time_scale: float = 1.0, command: CommandResult | None = None, *,
+           error_exit: tuple[int, ...] | None = None, require_retries: bool = False) -> list[Finding]:
     """Every violation: the referee's, request by request, then the behavioural checks over the whole run."""
+    return _review(referee, exchanges, deliveries, time_scale, command, error_exit, require_retries)[0]
+
+
+def _review(referee: Referee, exchanges: Sequence[dict[str, Any]], deliveries: Sequence[dict[str, Any]],
+            time_scale: float, command: CommandResult | None, error_exit: tuple[int, ...] | None,
+            require_retries: bool) -> tuple[list[Finding], list[Finding], Run]:
+    """(violations, recommendations, the run judged); `require_retries` makes the retry advice a violation."""
     found = [_finding(v, int(exchange.get("seq") or i), exchange) for i, exchange in enumerate(exchanges, 1)
              for v in referee.review_one(exchange)]
-    run = Run(_scaled_referee(referee, time_scale), list(exchanges), list(deliveries))
+    run = Run(_scaled_referee(referee, time_scale), list(exchanges), list(deliveries), command=command,
+              time_scale=time_scale, error_exit=error_exit)
     scaled = f" (the spec's, x{time_scale:g} like all task time)" if time_scale != 1.0 else ""
     found += [Finding(dataclasses.replace(v, detail=v.detail + scaled) if title == POLLING_CHECK else v)
               for title in BEHAVIOUR_CHECKS for v in CHECKS[title](run)]
-    return found
+    advice = [Finding(v) for func in RECOMMENDATIONS.values() for v in func(run)]
+    if require_retries:
+        return found + advice, [], run
+    return found, advice, run
 
 
 def _scaled_referee(referee: Referee, factor: float) -> Referee:
@@ -347,18 +371,29 @@ def _scaled_referee(referee: Referee, factor: float) -> Referee:
 
 def build_report(referee: Referee, exchanges: Sequence[dict[str, Any]], deliveries: Sequence[dict[str, Any]],
                  command: CommandResult, *, strict: bool = True, receiver_url: str = "", time_scale: float = 1.0,
-                 journal_size: int | None = None) -> Report:
-    """The verdict on one run, from the mock's journal (`GET /__mock/journal`) and deliveries (`/__mock/callbacks`)."""
+                 journal_size: int | None = None, error_exit: tuple[int, ...] | None = None,
+                 require_retries: bool = False, probe: Sequence[Finding] = ()) -> Report:
+    """The verdict on one run, from the mock's journal (`GET /__mock/journal`) and deliveries (`/__mock/callbacks`).
+
+    `probe`: violations a second, short run at another time scale found (fixed-interval polling)."""
     operations = operation_coverage(referee, exchanges)
     summaries = delivery_summaries(referee, deliveries, receiver_url)
     downloads = Counter(int((e.get("outcome") or {}).get("code") or 0) for e in exchanges
                         if e.get("operation") == "download")
     unknown = [f"{e.get('method')} {e.get('path')} -> {(e.get('outcome') or {}).get('code')}" for e in exchanges
                if e.get("operation") is None and not str(e.get("path", "")).startswith("/__mock")]
-    return Report(command, operations, dict(downloads), unknown, review(referee, exchanges, deliveries, time_scale),
+    findings, advice, run = _review(referee, exchanges, deliveries, time_scale, command, error_exit, require_retries)
+    findings += list(probe)
+    zero = min((float(e.get("time") or 0.0) for e in exchanges), default=0.0)
+    surfaced = bool(error_exit) and command.returncode in (error_exit or ()) and not command.timed_out and (
+        any((e.get("outcome") or {}).get("kind") in ("error", "rejected", "wire") for e in run.calls()) or
+        any(t.failed for t in behaviour.tasks_of(run)))
+    return Report(command, operations, dict(downloads), unknown, findings,
                   callback_coverage(referee, operations, summaries), summaries,
                   [str(e["error"]) for e in exchanges if e.get("error")], strict, time_scale,
-                  journal_size is not None and len(exchanges) >= journal_size)
+                  journal_size is not None and len(exchanges) >= journal_size, advice,
+                  [t.as_dict(zero) | {"text": t.describe(zero)} for t in behaviour.tasks_of(run)],
+                  behaviour.last_answers(run), surfaced)
 
 
 def _n(count: int, noun: str) -> str:
@@ -408,6 +443,8 @@ def _verdict(report: Report) -> str:
     code = report.exit_code
     if code == EXIT_OK:
         note = f" ({len(report.findings)} violation(s) reported, --no-strict)" if report.findings else ""
+        if report.surfaced:
+            note += f"; it surfaced a documented error (exit {report.command.returncode}, declared by --error-exit)"
         return f"PASS: the client kept the contract{note} (exit {code})."
     reasons = []
     if not report.command.ok:
@@ -432,6 +469,15 @@ def format_report(report: Report) -> str:
         lines += [f"  - {f.describe()}" for f in report.findings]
     else:
         lines.append("Contract violations: none")
+    if report.recommendations:
+        lines.append(f"Recommendations ({len(report.recommendations)}; --require-retries makes them violations):")
+        lines += [f"  - {f.describe()}" for f in report.recommendations]
+    if report.tasks and (report.findings or report.command.timed_out or not report.command.ok):
+        lines.append("Tasks the client created:")
+        lines += [f"  - {t['text']}" for t in report.tasks]
+    if report.last_answers and (report.findings or report.command.timed_out or not report.command.ok):
+        lines.append("Last answers per operation (oldest first):")
+        lines += [f"  {name}: {'; '.join(answers)}" for name, answers in report.last_answers.items()]
     lines += [f"The mock raised an error (a stemmock bug, please report it):\n{e}" for e in report.mock_errors]
     if report.journal_full:
         lines.append("Note: the journal was full; only the latest requests were judged.")

@@ -3,6 +3,8 @@
 It retries what the provider documents as transient (430 and 405 call frequency, 455 maintenance,
 500, broken connections) with backoff, falls back to polling record-info when no callback comes, never
 polls faster than the documented 30 s, and handles each result once even when a callback is repeated.
+A paid call whose answer was lost is not sent again (it may have been charged and created its task), and
+only callbacks for tasks it created are acted on.
 """
 
 from __future__ import annotations
@@ -32,13 +34,13 @@ class ApiboxClient:
         self.sleep = sleep
         self.attempts = attempts
 
-    def _call(self, method: str, path: str, *, backoff: float = 2.0, **kwargs: Any) -> Any:
+    def _call(self, method: str, path: str, *, backoff: float = 2.0, paid: bool = False, **kwargs: Any) -> Any:
         for attempt in range(self.attempts):
             last = attempt == self.attempts - 1
             try:
                 body = self.http.request(method, path, **kwargs).json()
             except (httpx.TransportError, ValueError) as exc:  # reset, truncated or malformed answer
-                if last:
+                if last or paid:  # a paid call may have taken effect: sending it again could pay twice
                     raise ApiboxError(500, f"no usable answer: {exc}") from exc
                 self.sleep(backoff * 2**attempt)
                 continue
@@ -52,7 +54,7 @@ class ApiboxClient:
         raise AssertionError("unreachable")
 
     def generate(self, prompt: str, callback_url: str) -> str:
-        data = self._call("POST", "/api/v1/generate", json={
+        data = self._call("POST", "/api/v1/generate", paid=True, json={
             "customMode": False, "instrumental": False, "model": "V4_5", "prompt": prompt,
             "callBackUrl": callback_url})
         return str(data["taskId"])
@@ -71,7 +73,7 @@ class ApiboxClient:
         raise ApiboxError(500, f"generation {task_id} did not finish")
 
     def separate(self, task_id: str, audio_id: str, callback_url: str, kind: str = "separate_vocal") -> str:
-        data = self._call("POST", "/api/v1/vocal-removal/generate", json={
+        data = self._call("POST", "/api/v1/vocal-removal/generate", paid=True, json={
             "taskId": task_id, "audioId": audio_id, "type": kind, "callBackUrl": callback_url})
         return str(data["taskId"])
 
@@ -98,12 +100,13 @@ class Results:
     def __init__(self, client: ApiboxClient) -> None:
         self.client = client
         self.files: dict[str, bytes] = {}
+        self.expected: set[str] = set()  # the separation tasks this client created
 
     def handle(self, payload: dict[str, Any]) -> None:
         data = payload.get("data") or {}
         task_id = data.get("task_id")
-        if "vocal_removal_info" not in data or task_id in self.files:
-            return  # a generation stage, or a repeated delivery of a result already handled
+        if "vocal_removal_info" not in data or task_id in self.files or task_id not in self.expected:
+            return  # a generation stage, a repeated delivery, or a task this client never created
         if payload.get("code") != 200 or not data.get("vocal_removal_info"):
             raise ApiboxError(int(payload.get("code") or 500), str(payload.get("msg")))
         self.files[task_id] = self.client.download(data["vocal_removal_info"]["vocal_url"])
@@ -116,6 +119,7 @@ def separate_vocals(env: Any) -> bytes:
     task_id = client.generate("a calm piano song", env.callback_url)
     tracks = client.tracks(task_id)
     separation = client.separate(task_id, tracks[0]["id"], env.callback_url)
+    results.expected.add(separation)
     for _ in range(30):
         env.sleep(POLL_INTERVAL_S)
         for delivery in env.callbacks():

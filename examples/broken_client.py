@@ -28,7 +28,9 @@ def flow(bug: str) -> Any:
             for _ in range(4):
                 try:
                     body = http.request(method, path, **kwargs).json()
-                except (httpx.TransportError, ValueError):
+                except (httpx.TransportError, ValueError) as exc:
+                    if method == "POST":  # a paid call may have taken effect: sending it again could pay twice
+                        raise ApiboxError(500, f"no usable answer: {exc}") from exc
                     env.sleep(POLL_INTERVAL_S)
                     continue
                 if body.get("code") in (430, 455, 500, 405):
@@ -52,9 +54,11 @@ def flow(bug: str) -> Any:
                 status = data["status"]  # planted: data is null for an unknown or failed lookup
             else:
                 status = (data or {}).get("status")
-            if status == "SUCCESS":
+            if status in ("SUCCESS", "CALLBACK_EXCEPTION"):  # the latter: done, its callbacks failed
                 tracks = data["response"]["sunoData"]
                 break
+            if status and status.endswith(("FAILED", "ERROR")):
+                raise ApiboxError(int(data.get("errorCode") or 500), f"generation {status}")
         if not tracks:
             raise ApiboxError(500, "no tracks")
         url_key = "callbackUrl" if bug == "field_name" else "callBackUrl"

@@ -206,7 +206,9 @@ def test_report_builds_from_records_alone() -> None:
     report = build_report(referee, exchanges, deliveries, CommandResult(("client",), 0, 0.5))
     assert report.operations[0].operation == "POST /api/v1/generate" and report.operations[0].met == [430]
     assert report.unknown == ["GET /api/v2/nothing -> 404"]
-    assert [f.violation.title for f in report.findings] == ["request to an operation that exists"]
+    # the 430 was the last answer of its operation and the command printed nothing about it
+    assert [f.violation.title for f in report.findings] == ["request to an operation that exists",
+                                                            "errors reach the user"]
     assert report.callbacks[0].sent == {"failure": 1}
     assert report.exit_code == EXIT_VIOLATIONS
     text = format_report(report)
@@ -222,7 +224,7 @@ def test_polling_interval_scales_with_task_time() -> None:
         return {"operation": "getMusicGenerationDetails", "method": "GET", "path": "/api/v1/generate/record-info",
                 "api_key": "k", "time": at, "request": {"query": {"taskId": "a" * 32}, "body": None},
                 "violations": [], "outcome": {"kind": "success", "code": 200},
-                "response": {"status": 200, "body": {"code": 200, "msg": "success", "data": None}}}
+                "response": {"status": 200, "body": {"code": 200, "msg": "success", "data": {"status": "PENDING"}}}}
 
     command_result = CommandResult(("client",), 0, 1.0)
     calm = build_report(referee, [poll(0), poll(4)], [], command_result, time_scale=0.1)

@@ -23,7 +23,7 @@ EXPECTED = {
 def test_each_planted_bug_is_caught(bug: str) -> None:
     """The failure names the check, says what went wrong, and prints the minimal script, seed and replay."""
     with pytest.raises(ConformanceFailure) as caught:
-        check_client(flow(bug), expected_errors=(ApiboxError,), max_examples=200)
+        check_client(flow(bug), expected_errors=(ApiboxError,), max_examples=300)
     message = str(caught.value)
     title, detail = EXPECTED[bug]
     assert title in message and detail in message, message
