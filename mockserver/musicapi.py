@@ -65,8 +65,8 @@ def _ready_clip(ctx: Context) -> Refusal | None:
     clip_id = ctx.req.json.get("clip_id")
     clip = ctx.owned("clip", clip_id)
     if clip is None:
-        return Refusal(404, f"clip_id '{clip_id}' was not found: the clip must be created through this service "
-                            "(upload or create) with the same API key.", "precondition: unknown clip")
+        return Refusal(404, f"clip not found: clip_id {clip_id!r} was not made by upload or create with this API key.",
+                       "precondition: unknown clip")
     if ctx.clock.now() < clip["ready_at"]:
         return Refusal(400, f"clip_id '{clip_id}' is not ready yet: its task is still running.",
                        "precondition: clip not ready")
@@ -119,7 +119,7 @@ def create(ctx: Context) -> Reply:
     body = ctx.req.json
     ready_at = ctx.clock.now() + ctx.config.durations.musicapi_create
     shared = {"ready_at": ready_at, "title": str(body.get("title") or "Untitled"), "tags": str(body.get("tags") or ""),
-              "lyrics": str(body.get("prompt") or ""), "mv": str(body.get("mv") or "sonic-v5"),
+              "lyrics": str(body.get("prompt") or body.get("lyrics") or ""), "mv": str(body.get("mv") or "sonic-v5"),
               "negative_tags": str(body.get("negative_tags") or ""), "style_weight": body.get("style_weight"),
               "weirdness_constraint": body.get("weirdness_constraint")}
     clips = [_new_clip(ctx, **shared) for _ in range(2)]

@@ -126,7 +126,7 @@ def test_a_served_provider_call_leaves_nothing_for_the_garbage_collector() -> No
         try:
             for _ in range(100):
                 assert client.get("/api/v1/get-credits").status_code == 200
-                assert client.post("/api/v1/sonic/vox", json={"clip_id": "nope"}).status_code == 400
+                assert client.post("/api/v1/sonic/vox", json={"clip_id": 7}).status_code == 400
             gc.collect()
             cycles = [o for o in gc.garbage if type(o).__name__ == "RequestResponseCycle"]
         finally:

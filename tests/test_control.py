@@ -18,11 +18,11 @@ AUTH = {"Authorization": "Bearer test-key"}
 
 def test_journal_records_violations_outcome_and_reason(client: httpx.Client, mock) -> None:  # type: ignore[no-untyped-def]
     """Each exchange carries its violations (with pointers), the outcome and why it was chosen."""
-    client.post("/api/v1/sonic/vox", json={"clip_id": "nope"})
+    client.post("/api/v1/sonic/vox", json={"clip_id": 7})
     client.get("/api/v1/generate/credit", headers={"Prefer": "code=455"})
     bad, forced = mock.journal()[-2:]
     assert bad["operation"] == "getVox" and bad["outcome"]["kind"] == "rejected"
-    assert bad["violations"][0]["pointer"] == "/body/clip_id" and "uuid" in bad["violations"][0]["expected"]
+    assert bad["violations"][0]["pointer"] == "/body/clip_id" and "string" in bad["violations"][0]["expected"]
     assert forced["outcome"] == {"kind": "error", "code": 455, "reason": "Prefer: code=455",
                                  "message": "System maintenance"}
     only = mock.control.get("/__mock/journal", params={"operation": "getVox"}).json()

@@ -114,11 +114,11 @@ def test_maintenance_toggle_is_455_and_503(client: httpx.Client, mock) -> None: 
 
 
 def test_prompt_too_long_is_413(client: httpx.Client) -> None:
-    """A non-custom prompt over 400 characters answers body code 413 naming the field and the limit."""
-    body = call(client, "apibox", "generateMusic", json={**SAMPLE["generateMusic"]["json"], "prompt": "x" * 401})
+    """A non-custom prompt over 500 characters answers body code 413 naming the field and the limit."""
+    body = call(client, "apibox", "generateMusic", json={**SAMPLE["generateMusic"]["json"], "prompt": "x" * 501})
     assert_outcome("apibox", "generateMusic", body, 413)
-    assert "prompt" in body.json()["msg"] and "400" in body.json()["msg"]
-    ok = call(client, "apibox", "generateMusic", json={**SAMPLE["generateMusic"]["json"], "prompt": "x" * 400})
+    assert "prompt" in body.json()["msg"] and "500" in body.json()["msg"]
+    ok = call(client, "apibox", "generateMusic", json={**SAMPLE["generateMusic"]["json"], "prompt": "x" * 500})
     assert ok.json()["code"] == 200
 
 

@@ -182,11 +182,10 @@ def test_security_is_checked_before_the_body(mock) -> None:  # type: ignore[no-u
 
 def test_validation_names_every_bad_field(client: httpx.Client) -> None:
     """Lists each violation with the field and what was expected."""
-    response = client.post("/api/v1/sonic/vox", json={"clip_id": "not-a-uuid", "vocal_start_s": "zero",
-                                                      "vocal_end_s": 3})
+    response = client.post("/api/v1/sonic/vox", json={"clip_id": 7, "vocal_start_s": "zero", "vocal_end_s": 3})
     conforms("getVox", response)
     message = response.json()["message"]
-    assert "clip_id" in message and "uuid" in message
+    assert "clip_id" in message and "string" in message
     assert "vocal_start_s" in message and "number" in message
 
 
