@@ -29,7 +29,7 @@ import subprocess
 import sys
 import threading
 import time
-from collections.abc import Mapping, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import IO, Any
@@ -43,6 +43,7 @@ from mockserver.scenarios import SCENARIOS, TASK_OUTCOMES, WIRE_FAULTS
 from mockserver.spec import PROVIDER_SPECS, Spec, SpecError, load, spec_path
 from mockserver.validation import did_you_mean
 
+from .checks import CHECKS, Run
 from .coverage import (
     EXIT_COMMAND_FAILED,
     EXIT_NOT_STARTED,
@@ -50,14 +51,18 @@ from .coverage import (
     EXIT_TIMEOUT,
     EXIT_USAGE,
     EXIT_VIOLATIONS,
+    POLLING_CHECK,
     CommandResult,
+    Finding,
     Report,
+    _scaled_referee,
     build_report,
     format_report,
 )
 from .live import LiveServer
 from .receiver import CallbackReceiver, parse_receiver
 from .referee import Referee
+from .tasks import PENDING, poll_status
 
 DEFAULT_KEY = "stemmock-client"
 DEFAULT_TIMEOUT_S = 60.0
@@ -67,6 +72,9 @@ SETTLE_S = 2.0  # at most this long, after the command ends, for callbacks alrea
 JOURNAL_SIZE = 100_000
 SHUTDOWN_GRACE_S = 0.5  # the report is taken before shutdown; the last delivery tries need not be long
 MIN_CALLBACK_TIMEOUT_S = 1.0  # a callback attempt's timeout shrinks with the time scale, but not below this
+PROBE_FACTOR = 5.0  # the scale probe runs task time this many times slower (at most real time)
+PROBE_TIMEOUT_S = 30.0  # the scale probe stops at this, if the client's polling cannot be judged sooner
+STOP_POLL_S = 0.1  # how often a run that can stop early looks at the journal
 EVERY_CALL = 1_000_000  # "every call": the times of a fault that applies to the whole run
 
 
@@ -311,8 +319,10 @@ def _tee(pipe: IO[bytes], kept: bytearray) -> None:
     pipe.close()
 
 
-def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> CommandResult:
-    """Run `argv` in its own process group; kill the group at `timeout`. Never waits longer than that + grace."""
+def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float,
+                until: Callable[[], bool] | None = None) -> CommandResult:
+    """Run `argv` in its own process group; kill the group at `timeout` (or once `until()` holds: asked every
+    STOP_POLL_S). Never waits longer than that + grace."""
     started = time.monotonic()
     try:
         process = subprocess.Popen(list(argv), env=dict(env), stdin=subprocess.DEVNULL, stdout=subprocess.PIPE,
@@ -325,7 +335,14 @@ def run_command(argv: Sequence[str], env: Mapping[str, str], timeout: float) -> 
     reader.start()
     timed_out = False
     try:
-        process.wait(timeout)
+        if until is None:
+            process.wait(timeout)
+        else:
+            deadline = started + timeout
+            while process.poll() is None and not until():
+                if time.monotonic() >= deadline:
+                    raise subprocess.TimeoutExpired(list(argv), timeout)
+                time.sleep(STOP_POLL_S)
     except subprocess.TimeoutExpired:
         timed_out = True
     finally:  # also on Ctrl-C
@@ -371,14 +388,12 @@ def _stop_together(*servers: LiveServer | CallbackReceiver) -> None:
         thread.join()
 
 
-def check_client(options: CheckOptions) -> Report:
-    """Run the command against a fresh mock and judge it. Raises CheckClientError, ConfigError or SpecError."""
-    if not options.command:
-        raise CheckClientError("no command given; expected `stemmock check-client [options] -- <command> [args]`.")
+def _run_once(options: CheckOptions, referee: Referee, specs: list[Spec],
+              stop: Callable[[list[dict[str, Any]]], bool] | None = None) -> tuple[
+        CommandResult, list[dict[str, Any]], list[dict[str, Any]], str, int]:
+    """One run of the command against a fresh mock: (result, journal, deliveries, receiver URL, journal size)."""
     config = mock_config(options)
-    specs = provider_specs()
     app = create_app(config, specs=specs)
-    referee = Referee(specs)
     receiver, server = CallbackReceiver().start(), LiveServer(app)
     if options.receiver:
         receiver.behave(check_receiver(options.receiver), config.callbacks.timeout)
@@ -387,15 +402,72 @@ def check_client(options: CheckOptions) -> Report:
         with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
             prepare(client, referee, options)
             env = client_env(server.url, receiver.endpoint("callback"), options)
-            result = run_command(options.command, env, options.timeout)
+            until = None if stop is None else (lambda: stop(client.get("/__mock/journal").json()["exchanges"]))
+            result = run_command(options.command, env, options.timeout, until)
             settle(client, app)
             exchanges = client.get("/__mock/journal").json()["exchanges"]
             deliveries = client.get("/__mock/callbacks").json()["callbacks"]
     finally:
         _stop_together(server, receiver)
-    return build_report(referee, exchanges, deliveries, result, strict=options.strict, receiver_url=receiver.url,
-                        time_scale=options.time_scale, journal_size=config.journal_size,
-                        error_exit=options.error_exit, require_retries=options.require_retries)
+    return result, exchanges, deliveries, receiver.url, config.journal_size
+
+
+def _polls(referee: Referee, exchanges: list[dict[str, Any]]) -> list[tuple[tuple[Any, ...], str | None]]:
+    """(task key, status shown) of each poll of a task, in order."""
+    found = []
+    for exchange in exchanges:
+        op = referee.operations.get(str(exchange.get("operation")))
+        if op is not None and op.x_mock.get("poll_task"):
+            key = (op.operation_id, exchange.get("path"), json.dumps((exchange.get("request") or {}).get("query")))
+            found.append((key, poll_status(op, exchange)[0]))
+    return found
+
+
+def polling_judged(referee: Referee, exchanges: list[dict[str, Any]]) -> bool:
+    """Whether the client's polling can be judged: a poll came after one that showed the task pending, or the
+    first poll of a task found it finished (the client waited long enough)."""
+    pending: set[tuple[Any, ...]] = set()
+    for key, status in _polls(referee, exchanges):
+        if key in pending:
+            return True
+        if status in PENDING:
+            pending.add(key)
+        elif status is not None:
+            return True
+    return False
+
+
+def scale_probe(options: CheckOptions, referee: Referee, specs: list[Spec]) -> list[Finding]:
+    """Run the command again, at PROBE_FACTOR times the time scale, until its polling can be judged.
+
+    A client that reads STEMMOCK_TIME_SCALE polls proportionally slower; one that polls at a fixed interval
+    keeps it, and at the probe's scale that interval is shorter than the documented one."""
+    scale = min(1.0, options.time_scale * PROBE_FACTOR)
+    probe = dataclasses.replace(options, time_scale=scale, timeout=min(options.timeout, PROBE_TIMEOUT_S))
+    _result, exchanges, _deliveries, _url, _size = _run_once(probe, referee, specs,
+                                                             lambda journal: polling_judged(referee, journal))
+    run = Run(_scaled_referee(referee, scale), exchanges)
+    note = (f" (in a second, short run at --time-scale {scale:g}, where the documented interval is "
+            f"x{scale:g}: the client's polling interval did not follow STEMMOCK_TIME_SCALE)")
+    return [Finding(dataclasses.replace(v, detail=v.detail + note)) for v in CHECKS[POLLING_CHECK](run)][:1]
+
+
+def check_client(options: CheckOptions) -> Report:
+    """Run the command against a fresh mock and judge it. Raises CheckClientError, ConfigError or SpecError."""
+    if not options.command:
+        raise CheckClientError("no command given; expected `stemmock check-client [options] -- <command> [args]`.")
+    specs = provider_specs()
+    referee = Referee(specs)
+    result, exchanges, deliveries, receiver_url, journal_size = _run_once(options, referee, specs)
+    probe: list[Finding] = []
+    first = build_report(referee, exchanges, deliveries, result, time_scale=options.time_scale)
+    fast = any(f.violation.title == POLLING_CHECK for f in first.findings)
+    if options.scale_probe and options.time_scale < 1.0 and not fast and not result.error and \
+            _polls(referee, exchanges):
+        probe = scale_probe(options, referee, specs)
+    return build_report(referee, exchanges, deliveries, result, strict=options.strict, receiver_url=receiver_url,
+                        time_scale=options.time_scale, journal_size=journal_size, error_exit=options.error_exit,
+                        require_retries=options.require_retries, probe=probe)
 
 
 # -- the command --------------------------------------------------------------------------------------------
