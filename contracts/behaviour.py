@@ -69,14 +69,13 @@ def _answer(run: Run, exchange: dict[str, Any] | None) -> str:
         code = body.get(op.provider.code_field)
         if op.provider.body_transport and code is not None:
             parts.append(f"code {code}")
-        data = body.get("data", "absent") if op.provider.body_transport else None
-        if data is None:
+        if op.provider.body_transport and "data" in body and body["data"] is None:
             parts.append("data null")
         status = _poll_status(op, exchange)
         if status:
             parts.append(f"task {status}")
         message = body.get("msg") or body.get("message")
-        if message and outcome.get("kind") != "success":
+        if message and outcome.get("kind") in ("error", "rejected"):
             parts.append(repr(str(message)))
     return f"{op.key} -> {', '.join(parts)}"
 
@@ -187,7 +186,9 @@ def _transient(op: Operation, exchange: dict[str, Any]) -> str | None:
     """Why this answer is worth retrying (a call-frequency, maintenance or server error, a broken answer)."""
     outcome = exchange.get("outcome") or {}
     codes = {op.provider.outcomes.get(c) for c in ("rate_limit", "rate_limit_poll", "maintenance")}
-    if outcome.get("kind") == "error" and (outcome.get("code") in codes or 500 <= int(outcome.get("code") or 0) < 600):
+    # A server error on a paid call may have been charged all the same: only a free call is safe to send again.
+    server_error = 500 <= int(outcome.get("code") or 0) < 600 and not op.x_mock.get("cost")
+    if outcome.get("kind") == "error" and (outcome.get("code") in codes or server_error):
         return f"code {outcome['code']}"
     if outcome.get("kind") == "wire" and not op.x_mock.get("cost"):  # a paid call's lost answer is ambiguous
         return str(outcome.get("wire_fault"))

@@ -141,9 +141,9 @@ class TaskState:
             at, what, message = self.callback_failure
             return f"task {short} ({self.operation}{lost}) was reported failed by {what} at t={at - zero:.1f} s" + (
                 f" ({message})" if message else "") + f"; polled {self.polls} time{'s' if self.polls != 1 else ''}"
-        shown = self.status or "never shown to the client"
-        return f"task {short} ({self.operation}{lost}), created at t={self.created_at - zero:.1f} s: last seen " \
-               f"{shown}, polled {self.polls} time{'s' if self.polls != 1 else ''}"
+        shown = f"last shown {self.status}" if self.status else "its status never shown to the client"
+        return f"task {short} ({self.operation}{lost}), created at t={self.created_at - zero:.1f} s: {shown}, " \
+               f"polled {self.polls} time{'s' if self.polls != 1 else ''}"
 
 
 def task_states(operations: Mapping[str, Operation], exchanges: Iterable[Mapping[str, Any]],
