@@ -268,3 +268,70 @@ def test_unknown_example_fault_is_a_usage_error() -> None:
     done = stemmock("--fault", "generateMusic=example:sucess", "--", sys.executable, "-c", "pass")
     assert done.returncode == EXIT_USAGE
     assert "names no example of POST /api/v1/generate" in done.stderr and "Did you mean 'success'?" in done.stderr
+
+
+SURFACING_CLIENT = """
+import json, os, sys, urllib.request
+body = {"customMode": False, "instrumental": False, "model": "V4_5", "prompt": "a song",
+        "callBackUrl": os.environ["STEMMOCK_CALLBACK_URL"]}
+request = urllib.request.Request(os.environ["STEMMOCK_APIBOX_URL"] + "/api/v1/generate", json.dumps(body).encode(),
+                                 method="POST", headers={"Authorization": "Bearer " + os.environ["STEMMOCK_API_KEY"],
+                                                         "Content-Type": "application/json"})
+answer = json.loads(urllib.request.urlopen(request).read())
+if answer["code"] != 200:
+    print(f"api.box error {answer['code']}: {answer['msg']}", file=sys.stderr)
+    sys.exit(3)
+"""
+
+
+def test_error_exit_declares_a_surfaced_error() -> None:
+    """With --error-exit, a client that exits 3 naming the provider's code passes; other exits count as crashes."""
+    argv = (sys.executable, "-c", SURFACING_CLIENT)
+    faults = ("generateMusic=455*9",)
+    plain = check_client(CheckOptions(argv, timeout=20, faults=faults, scale_probe=False))
+    assert plain.exit_code == EXIT_COMMAND_FAILED and plain.findings == [] and not plain.surfaced
+    declared = check_client(CheckOptions(argv, timeout=20, faults=faults, error_exit=(3,), scale_probe=False))
+    assert declared.exit_code == EXIT_OK and declared.surfaced, format_report(declared)
+    assert "it surfaced a documented error (exit 3, declared by --error-exit)" in format_report(declared)
+    other = check_client(CheckOptions(argv, timeout=20, faults=faults, error_exit=(2,), scale_probe=False))
+    crash = [f.violation.detail for f in other.findings if f.violation.title == "errors reach the user"]
+    assert crash and "exit 3, not one of the declared error exits (2)" in crash[0]
+
+
+def test_receiver_flag_refuses_deliveries() -> None:
+    """--receiver refuse*2: the first two deliveries to the kit's receiver are answered 503 and retried."""
+    script = (
+        "import json, os, time, urllib.request\n"
+        "body = {'custom_mode': False, 'mv': 'sonic-v5', 'gpt_description_prompt': 'x',"
+        " 'webhook_url': os.environ['STEMMOCK_CALLBACK_URL']}\n"
+        "r = urllib.request.Request(os.environ['STEMMOCK_URL'] + '/api/v1/sonic/create', json.dumps(body).encode(),"
+        " method='POST', headers={'Authorization': 'Bearer k', 'Content-Type': 'application/json'})\n"
+        "urllib.request.urlopen(r)\n"
+        "time.sleep(4.5)\n")  # the retries come 0.6 s and 3 s (60 s and 300 s, scaled) after
+    report = check_client(CheckOptions((sys.executable, "-c", script), timeout=20, time_scale=0.01,
+                                       receiver="refuse*2", scale_probe=False))
+    [delivery] = report.deliveries
+    assert [a.get("status") for a in delivery.attempts] == [503, 503, 200] and delivery.state == "delivered"
+
+
+def test_retry_recommendation_honours_retry_after() -> None:
+    """A retry sooner than the answer's Retry-After is advice; a transient error never retried is too."""
+    referee = Referee([load(spec_path(name)) for name in PROVIDER_SPECS])
+
+    def call(at: float, code: int, headers: dict[str, str] | None = None) -> dict[str, Any]:
+        kind = "success" if code == 200 else "error"
+        return {"operation": "getCredits", "method": "GET", "path": "/api/v1/get-credits", "api_key": "k",
+                "time": at, "request": {"query": {}, "body": None}, "violations": [],
+                "outcome": {"kind": kind, "code": code, "message": "Service unavailable."},
+                "response": {"status": code, "headers": headers or {}, "body": {"credits": 1, "extra_credits": 0}}}
+
+    hasty = build_report(referee, [call(0, 503, {"Retry-After": "5"}), call(2, 200)], [],
+                         CommandResult(("client",), 0, 3.0, output="HTTP 503"))
+    assert [f.violation.detail for f in hasty.recommendations] == [
+        "retried GET /api/v1/get-credits 2.000 s after code 503; back off first (the answer's Retry-After: 5 s)"]
+    patient = build_report(referee, [call(0, 503, {"Retry-After": "5"}), call(6, 200)], [],
+                           CommandResult(("client",), 0, 7.0))
+    assert patient.recommendations == []
+    never = build_report(referee, [call(0, 503)], [], CommandResult(("client",), 1, 1.0, output="503"),
+                         require_retries=True)
+    assert [f.violation.title for f in never.findings] == ["retries transient errors with backoff"]

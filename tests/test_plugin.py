@@ -101,3 +101,45 @@ def test_in_process(stemmock_app):
     assert [e["operation"] for e in stemmock_app.journal] == ["createMusic"]
 ''')
     pytester.runpytest_subprocess("-p", "no:cacheprovider").assert_outcomes(passed=1)
+
+
+OUTCOMES = '''
+import httpx
+import pytest
+
+GENERATE = {"customMode": False, "instrumental": False, "model": "V4_5", "prompt": "a song",
+            "callBackUrl": "https://example.com/cb"}
+
+
+@pytest.mark.stemmock(task_outcome={"generateMusic": "sensitive_word_error"}, faults=["getCredits=500"])
+def test_marker_sets_task_outcomes_and_faults(stemmock):
+    """The marker's task_outcome and faults are in place when the test starts."""
+    with httpx.Client(base_url=stemmock.url, headers={"Authorization": "Bearer test-key"}) as c:
+        assert c.get("/api/v1/get-credits").status_code == 500
+        task = c.post("/api/v1/generate", json=GENERATE).json()["data"]["taskId"]
+        stemmock.clock.advance(10)
+        data = c.get("/api/v1/generate/record-info", params={"taskId": task}).json()["data"]
+        assert data["status"] == "SENSITIVE_WORD_ERROR"
+
+
+@pytest.mark.stemmock(script=[{"example": "unknown_task"}])
+def test_marker_queues_a_script(stemmock):
+    """The marker's script answers the first call with the named example."""
+    with httpx.Client(base_url=stemmock.url, headers={"Authorization": "Bearer test-key"}) as c:
+        body = c.get("/api/v1/generate/record-info", params={"taskId": "a" * 32}).json()
+        assert body == {"code": 200, "msg": "success", "data": None}
+
+
+@pytest.mark.stemmock(receiver="refuse*1")
+def test_marker_makes_the_receiver_refuse(callback_receiver):
+    """receiver='refuse*1': the receiver answers the first delivery 503, the next 200."""
+    statuses = [httpx.post(callback_receiver.endpoint(), json={}).status_code for _ in range(2)]
+    assert statuses == [503, 200]
+'''
+
+
+def test_marker_provokes_outcomes(pytester: pytest.Pytester) -> None:
+    """task_outcome, faults, script and receiver on the marker set up the mock and the receiver."""
+    pytester.makepyfile(OUTCOMES)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=3)
