@@ -130,7 +130,8 @@ def stops_on_terminal_failure(run: Run) -> list[ContractViolation]:
     recovered = any(s.created_at > at and s.operation == last.operation and not s.failed for s in states)
     if recovered:
         return found  # it made the same kind of task again after the failure, and that one did not fail
-    what = f"task {last.id} ended {status} at {_t(run, at)}" + (f" ({message})" if message else "")
+    short = last.id[:8] + "…" if len(last.id) > 12 else last.id
+    what = f"task {short} ended {status} at {_t(run, at)}" + (f" ({message})" if message else "")
     command = run.command
     if command is not None and command.timed_out:
         found.append(_v(f"{what}, yet the command was still running at --timeout: a failed task must end the "
