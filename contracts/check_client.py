@@ -61,6 +61,7 @@ from .coverage import (
 )
 from .live import LiveServer
 from .receiver import CallbackReceiver, parse_receiver
+from .forged import first_callback_call, send_forged
 from .referee import Referee
 from .tasks import PENDING, poll_status
 
@@ -75,6 +76,8 @@ MIN_CALLBACK_TIMEOUT_S = 1.0  # a callback attempt's timeout shrinks with the ti
 PROBE_FACTOR = 5.0  # the scale probe runs task time this many times slower (at most real time)
 PROBE_TIMEOUT_S = 30.0  # the scale probe stops at this, if the client's polling cannot be judged sooner
 STOP_POLL_S = 0.1  # how often a run that can stop early looks at the journal
+FORGE_LOOKBACK = 200  # the latest journal entries looked at for a callback URL of the client's own
+FORGE_EVERY = 3  # ... every this many STOP_POLL_S
 EVERY_CALL = 1_000_000  # "every call": the times of a fault that applies to the whole run
 
 
@@ -388,10 +391,31 @@ def _stop_together(*servers: LiveServer | CallbackReceiver) -> None:
         thread.join()
 
 
+class Forger:
+    """Sends one forged callback (`contracts.forged`) to the first callback URL of the client's own, once it asks
+    for one: a client that hands the mock its own webhook endpoint must drop a callback it cannot trust."""
+
+    def __init__(self, client: httpx.Client, base_url: str, receiver_url: str) -> None:
+        self.client, self.base_url, self.receiver_url = client, base_url, receiver_url
+        self.sent = False
+        self._ticks = 0
+
+    def __call__(self) -> None:
+        self._ticks += 1
+        if self.sent or (self._ticks - 1) % FORGE_EVERY:  # the first look is at once
+            return
+        recent = self.client.get("/__mock/journal", params={"limit": FORGE_LOOKBACK}).json()["exchanges"]
+        made = first_callback_call(recent, skip_prefix=self.receiver_url)
+        if made is not None:
+            now_ms = int(self.client.get("/__mock/clock").json()["now"] * 1000)
+            self.sent = send_forged(made, self.base_url, now_ms)
+
+
 def _run_once(options: CheckOptions, referee: Referee, specs: list[Spec],
               stop: Callable[[list[dict[str, Any]]], bool] | None = None) -> tuple[
-        CommandResult, list[dict[str, Any]], list[dict[str, Any]], str, int]:
-    """One run of the command against a fresh mock: (result, journal, deliveries, receiver URL, journal size)."""
+        CommandResult, list[dict[str, Any]], list[dict[str, Any]], str, int, bool]:
+    """One run of the command against a fresh mock: (result, journal, deliveries, receiver URL, journal size,
+    whether a forged callback was sent)."""
     config = mock_config(options)
     app = create_app(config, specs=specs)
     receiver, server = CallbackReceiver().start(), LiveServer(app)
@@ -402,14 +426,19 @@ def _run_once(options: CheckOptions, referee: Referee, specs: list[Spec],
         with httpx.Client(base_url=server.url, timeout=30, trust_env=False) as client:
             prepare(client, referee, options)
             env = client_env(server.url, receiver.endpoint("callback"), options)
-            until = None if stop is None else (lambda: stop(client.get("/__mock/journal").json()["exchanges"]))
+            forger = Forger(client, server.url, receiver.url)
+
+            def until() -> bool:
+                forger()
+                return stop is not None and stop(client.get("/__mock/journal").json()["exchanges"])
+
             result = run_command(options.command, env, options.timeout, until)
             settle(client, app)
             exchanges = client.get("/__mock/journal").json()["exchanges"]
             deliveries = client.get("/__mock/callbacks").json()["callbacks"]
     finally:
         _stop_together(server, receiver)
-    return result, exchanges, deliveries, receiver.url, config.journal_size
+    return result, exchanges, deliveries, receiver.url, config.journal_size, forger.sent
 
 
 def _polls(referee: Referee, exchanges: list[dict[str, Any]]) -> list[tuple[tuple[Any, ...], str | None]]:
@@ -444,8 +473,7 @@ def scale_probe(options: CheckOptions, referee: Referee, specs: list[Spec]) -> l
     keeps it, and at the probe's scale that interval is shorter than the documented one."""
     scale = min(1.0, options.time_scale * PROBE_FACTOR)
     probe = dataclasses.replace(options, time_scale=scale, timeout=min(options.timeout, PROBE_TIMEOUT_S))
-    _result, exchanges, _deliveries, _url, _size = _run_once(probe, referee, specs,
-                                                             lambda journal: polling_judged(referee, journal))
+    exchanges = _run_once(probe, referee, specs, lambda journal: polling_judged(referee, journal))[1]
     run = Run(_scaled_referee(referee, scale), exchanges)
     note = (f" (in a second, short run at --time-scale {scale:g}, where the documented interval is "
             f"x{scale:g}: the client's polling interval did not follow STEMMOCK_TIME_SCALE)")
@@ -458,7 +486,7 @@ def check_client(options: CheckOptions) -> Report:
         raise CheckClientError("no command given; expected `stemmock check-client [options] -- <command> [args]`.")
     specs = provider_specs()
     referee = Referee(specs)
-    result, exchanges, deliveries, receiver_url, journal_size = _run_once(options, referee, specs)
+    result, exchanges, deliveries, receiver_url, journal_size, forged = _run_once(options, referee, specs)
     probe: list[Finding] = []
     first = build_report(referee, exchanges, deliveries, result, time_scale=options.time_scale)
     fast = any(f.violation.title == POLLING_CHECK for f in first.findings)
@@ -467,7 +495,7 @@ def check_client(options: CheckOptions) -> Report:
         probe = scale_probe(options, referee, specs)
     return build_report(referee, exchanges, deliveries, result, strict=options.strict, receiver_url=receiver_url,
                         time_scale=options.time_scale, journal_size=journal_size, error_exit=options.error_exit,
-                        require_retries=options.require_retries, probe=probe)
+                        require_retries=options.require_retries, probe=probe, forged=forged)
 
 
 # -- the command --------------------------------------------------------------------------------------------

@@ -34,19 +34,13 @@ from mockserver.validation import did_you_mean
 
 from . import behaviour
 from .checks import Run, run_checks, run_recommendations
+from .forged import FORGED_MARKS, first_callback_call, send_forged
 from .live import LiveServer
 from .receiver import CallbackReceiver, Delivery
 from .referee import ContractViolation, Referee
 
 Step = dict[str, Any]
 HANG_S = 0.2  # how long `timeout_after` holds an answer in the harness (real time)
-# What the kit's forged callbacks carry: a task and an audio/clip id no real task has, and a file name the mock
-# serves like any other. A client that uses one acted on a callback it should have dropped.
-FORGED_TASK = "f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0f0"
-FORGED_ID = "f0f0f0f0-f0f0-4f0f-8f0f-f0f0f0f0f0f0"
-FORGED_FILE = "forged_by_stemmock"
-FORGED_MARKS = (FORGED_TASK, FORGED_ID, FORGED_FILE)
-CALLBACK_FIELDS = ("callBackUrl", "webhook_url", "callback_url")
 CALLBACK_TIMEOUT_S = 0.5  # the harness mock's timeout per callback attempt (real time)
 
 
@@ -128,29 +122,11 @@ class ClientEnv:
 
 
     def _send_forged(self) -> None:
-        journal = self._control.get("/__mock/journal").json()["exchanges"]
-        made = next((e for e in journal if (e.get("outcome") or {}).get("kind") == "success" and
-                     isinstance((e.get("request") or {}).get("body"), dict) and
-                     any(e["request"]["body"].get(f) == self.callback_url for f in CALLBACK_FIELDS)), None)
-        if made is None:
-            return
-        now = int(self._control.get("/__mock/clock").json()["now"] * 1000)
-        url = f"{self.url}/files/{now}-30000-{FORGED_ID}/{FORGED_FILE}.mp3"
-        headers = {"Content-Type": "application/json"}
-        if made.get("provider") == "musicapi":
-            task = str((made.get("response") or {}).get("body", {}).get("task_id") or FORGED_TASK)
-            clip = {"clip_id": FORGED_ID, "state": "succeeded", "title": "forged", "audio_url": url, "duration": 30}
-            payload: dict[str, Any] = {"code": 200, "message": "success", "task_id": task, "platform": "sonic",
-                                       "event": "song.completed", "data": [clip]}
-            headers.update({"X-Webhook-Id": FORGED_ID, "X-Webhook-Event": "song.completed",
-                            "X-Webhook-Timestamp": str(now // 1000), "X-Webhook-Signature": "sha256=" + "0" * 64})
-        else:
-            payload = {"code": 200, "msg": "vocal Removal generated successfully.",
-                       "data": {"task_id": FORGED_TASK, "callbackType": "complete",
-                                "vocal_removal_info": {"vocal_url": url, "instrumental_url": url, "origin_url": ""},
-                                "data": [{"id": FORGED_ID, "audio_url": url, "stream_audio_url": url}]}}
-        httpx.post(self.callback_url, content=json.dumps(payload), headers=headers, timeout=10)
-        self.forged.append(str(made.get("provider")))
+        made = first_callback_call(self._control.get("/__mock/journal").json()["exchanges"], self.callback_url)
+        if made is not None:
+            now_ms = int(self._control.get("/__mock/clock").json()["now"] * 1000)
+            if send_forged(made, self.url, now_ms):
+                self.forged.append(str(made.get("provider")))
 
 
 @dataclass

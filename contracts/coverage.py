@@ -20,6 +20,7 @@ from mockserver.spec import CallbackDoc, Operation
 
 from . import behaviour
 from .checks import CHECKS, RECOMMENDATIONS, Run
+from .forged import FORGED_MARKS
 from .referee import ContractViolation, Referee
 
 EXIT_OK = 0
@@ -37,7 +38,8 @@ BEHAVIOUR_CHECKS = ("waits after a call-frequency error before retrying",
                     "never polls faster than documented",
                     behaviour.STOPS_ON_FAILURE,
                     behaviour.ERRORS_REACH_USER,
-                    behaviour.PAID_TWICE)
+                    behaviour.PAID_TWICE,
+                    behaviour.FORGED)
 POLLING_CHECK = BEHAVIOUR_CHECKS[3]  # its documented interval is scaled with --time-scale
 
 
@@ -341,12 +343,12 @@ def review(referee: Referee, exchanges: Sequence[dict[str, Any]], deliveries: Se
 
 def _review(referee: Referee, exchanges: Sequence[dict[str, Any]], deliveries: Sequence[dict[str, Any]],
             time_scale: float, command: CommandResult | None, error_exit: tuple[int, ...] | None,
-            require_retries: bool) -> tuple[list[Finding], list[Finding], Run]:
+            require_retries: bool, forged: bool = False) -> tuple[list[Finding], list[Finding], Run]:
     """(violations, recommendations, the run judged); `require_retries` makes the retry advice a violation."""
     found = [_finding(v, int(exchange.get("seq") or i), exchange) for i, exchange in enumerate(exchanges, 1)
              for v in referee.review_one(exchange)]
     run = Run(_scaled_referee(referee, time_scale), list(exchanges), list(deliveries), command=command,
-              time_scale=time_scale, error_exit=error_exit)
+              time_scale=time_scale, error_exit=error_exit, forged=FORGED_MARKS if forged else ())
     scaled = f" (the spec's, x{time_scale:g} like all task time)" if time_scale != 1.0 else ""
     found += [Finding(dataclasses.replace(v, detail=v.detail + scaled) if title == POLLING_CHECK else v)
               for title in BEHAVIOUR_CHECKS for v in CHECKS[title](run)]
@@ -372,7 +374,7 @@ def _scaled_referee(referee: Referee, factor: float) -> Referee:
 def build_report(referee: Referee, exchanges: Sequence[dict[str, Any]], deliveries: Sequence[dict[str, Any]],
                  command: CommandResult, *, strict: bool = True, receiver_url: str = "", time_scale: float = 1.0,
                  journal_size: int | None = None, error_exit: tuple[int, ...] | None = None,
-                 require_retries: bool = False, probe: Sequence[Finding] = ()) -> Report:
+                 require_retries: bool = False, probe: Sequence[Finding] = (), forged: bool = False) -> Report:
     """The verdict on one run, from the mock's journal (`GET /__mock/journal`) and deliveries (`/__mock/callbacks`).
 
     `probe`: violations a second, short run at another time scale found (fixed-interval polling)."""
@@ -382,7 +384,8 @@ def build_report(referee: Referee, exchanges: Sequence[dict[str, Any]], deliveri
                         if e.get("operation") == "download")
     unknown = [f"{e.get('method')} {e.get('path')} -> {(e.get('outcome') or {}).get('code')}" for e in exchanges
                if e.get("operation") is None and not str(e.get("path", "")).startswith("/__mock")]
-    findings, advice, run = _review(referee, exchanges, deliveries, time_scale, command, error_exit, require_retries)
+    findings, advice, run = _review(referee, exchanges, deliveries, time_scale, command, error_exit, require_retries,
+                                    forged)
     findings += list(probe)
     zero = min((float(e.get("time") or 0.0) for e in exchanges), default=0.0)
     surfaced = bool(error_exit) and command.returncode in (error_exit or ()) and not command.timed_out and (

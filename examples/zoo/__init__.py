@@ -64,4 +64,5 @@ BUGS = (
     Bug("ignores_failed", "apibox", "ignores_failed.sh", STOPS,
         flags=("--task-outcome", "generateMusic=sensitive_word_error")),
     Bug("resend_create", "musicapi", "resend_create.py", PAID, flags=("--fault", "createMusic=connection_reset_after")),
+    Bug("own_webhook", "musicapi", "own_webhook.py", FORGED),
 )
