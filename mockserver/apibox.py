@@ -134,6 +134,8 @@ def generate_record_info(ctx: Context) -> Reply:
 # -- vocal separation -----------------------------------------------------------------------------------
 def _known_pair(ctx: Context) -> Refusal | None:
     body = ctx.req.json
+    if "taskId" not in body and "audioId" not in body and isinstance(body.get("audioUrl"), str):
+        return None  # a file named by its URL (sunoapi.org): nothing of this mock's to look up
     task = ctx.owned("apibox_task", body.get("taskId"))
     if task is None or task.get("kind") != "generate" or body.get("audioId") not in [t["id"] for t in task["tracks"]]:
         return Refusal(422, "Record does not exist", "precondition: unknown taskId/audioId pair")
@@ -160,15 +162,19 @@ def separation_status(task: dict[str, Any], now: float) -> str:
 @action("apibox.vocal_removal", precheck=_known_pair)
 def vocal_removal(ctx: Context) -> Reply:
     body = ctx.req.json
-    source = ctx.owned("apibox_task", body["taskId"])  # as the precheck read it: one read per call
-    assert source is not None
-    index = [t["id"] for t in source["tracks"]].index(body["audioId"])
+    if "taskId" in body or "audioId" in body:
+        source = ctx.owned("apibox_task", body["taskId"])  # as the precheck read it: one read per call
+        assert source is not None
+        index = [t["id"] for t in source["tracks"]].index(body["audioId"])
+        origin = {"source_task": source["id"], "music_id": body["audioId"], "music_index": index,
+                  "duration": source["tracks"][index]["duration"]}
+    else:  # by audioUrl: the file is not fetched, its length is derived from the URL
+        origin = {"source_task": None, "music_id": "", "music_index": 0, "duration": _duration_for(body["audioUrl"])}
     now = ctx.clock.now()
     task_id = ctx.hex_id()
     task = {"id": task_id, "api_key": ctx.api_key, "kind": "vocal_removal", "created_at": now,
             "done_at": now + ctx.config.durations.vocal_removal, "base_url": ctx.base_url,
-            "type": body.get("type", "separate_vocal"), "source_task": source["id"], "music_id": body["audioId"],
-            "music_index": index, "duration": source["tracks"][index]["duration"],
+            "type": body.get("type", "separate_vocal"), **origin,
             "callback_url": body.get("callBackUrl"), "scenario": ctx.scenario}
     if ctx.scenario == "callback_fails":
         task.update(failed=True, error_code=500, error_message="Vocal separation failed")

@@ -338,3 +338,26 @@ def test_unknown_records_read_as_recorded(client: httpx.Client) -> None:
     assert body == {"code": 422, "msg": "Record does not exist", "data": None}
     assert client.get("/api/v1/vocal-removal/record-info", params={"taskId": "nope"}).json() == {
         "code": 200, "msg": "success", "data": None}
+
+
+def test_a_failed_job_answer_of_the_vendor_shape_is_documented() -> None:
+    """HTTP 200 `{type: failed, error}` (what musicapi-sdk reads as a failed job) validates as a getTask answer."""
+    validator = SPECS["musicapi"].by_id["getTask"].responses[200].validator
+    assert validator.is_valid({"type": "failed", "error": "Task failed due to timeout."})
+    assert not validator.is_valid({"type": "exploded"})
+
+
+def test_separation_by_audio_url_is_accepted(client: httpx.Client, mock: Any) -> None:
+    """A vocal-removal call naming a file by `audioUrl` (no taskId/audioId) starts a task whose stems are served."""
+    body = client.post("/api/v1/vocal-removal/generate",
+                       json={"audioUrl": "https://files.example.com/a.mp3", "callBackUrl": CALLBACK}).json()
+    assert body["code"] == 200 and TASK_ID.match(body["data"]["taskId"])
+    assert REFEREE.review([last_exchange(mock)]) == []
+    mock.advance(60)
+    data = documented("apibox", "getVocalSeparationDetails", client.get(
+        "/api/v1/vocal-removal/record-info", params={"taskId": body["data"]["taskId"]}))["data"]
+    assert data["successFlag"] == "SUCCESS"
+    for key in ("vocalUrl", "instrumentalUrl"):
+        assert httpx.get(data["response"][key]).headers["content-type"] == "audio/mpeg"
+    neither = client.post("/api/v1/vocal-removal/generate", json={"callBackUrl": CALLBACK}).json()
+    assert neither["code"] == 400 and "taskId" in neither["msg"] and "audioId" in neither["msg"]
