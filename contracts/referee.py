@@ -3,6 +3,9 @@
 It reads the mock's journal. Besides the mock's own validation (which, like the providers, ignores
 unknown fields), it flags unknown body fields and query parameters with "did you mean …?", and requests
 to paths no provider has.
+
+What the real API accepts is never a violation, even where one source frowns on it: a value the spec marks
+with `x-mock-notes` (a model sunoapi.org calls deprecated) gives a `ContractNote`, from `Referee.notes`.
 """
 
 from __future__ import annotations
@@ -27,6 +30,35 @@ class ContractViolation:
     def __str__(self) -> str:
         where = " ".join(p for p in (self.operation, self.pointer) if p)
         return f"{self.title}: {where + ': ' if where else ''}{self.detail}"
+
+
+@dataclass(frozen=True, slots=True)
+class ContractNote:
+    """Something worth knowing about a request the contract accepts (a deprecated value); never a failure."""
+
+    detail: str
+    operation: str | None = None
+    pointer: str | None = None
+
+    def __str__(self) -> str:
+        where = " ".join(p for p in (self.operation, self.pointer) if p)
+        return f"note: {where + ': ' if where else ''}{self.detail}"
+
+
+def _noted_values(body: Any, schema: Any, path: str = "/body") -> list[tuple[str, str]]:
+    """(pointer, note) for each body value its property's `x-mock-notes` names."""
+    if not isinstance(body, dict) or not isinstance(schema, dict):
+        return []
+    found = []
+    for key, value in body.items():
+        prop = (schema.get("properties") or {}).get(key)
+        if not isinstance(prop, dict):
+            continue
+        notes = prop.get("x-mock-notes") or {}
+        if isinstance(value, str) and value in notes:
+            found.append((f"{path}/{key}", str(notes[value])))
+        found += _noted_values(value, prop, f"{path}/{key}")
+    return found
 
 
 def _unknown_fields(op: Operation, body: Any, path: str = "/body", schema: dict[str, Any] | None = None) -> list[
@@ -84,6 +116,16 @@ class Referee:
                     "request has only documented fields",
                     f"query parameter {key!r} is not documented; expected "
                     f"{', '.join(sorted(declared)) or 'none'}.{did_you_mean(key, declared)}", op.key, f"/query/{key}"))
+        return found
+
+    def notes(self, exchanges: Iterable[dict[str, Any]]) -> list[ContractNote]:
+        """Notes on requests the contract accepts: values a source marks deprecated, and the like."""
+        found: list[ContractNote] = []
+        for exchange in exchanges:
+            op = self.operations.get(exchange.get("operation") or "")
+            if op is not None:
+                body = (exchange.get("request") or {}).get("body")
+                found += [ContractNote(note, op.key, pointer) for pointer, note in _noted_values(body, op.body_schema)]
         return found
 
     @staticmethod

@@ -10,7 +10,7 @@ from __future__ import annotations
 import json
 from typing import Any
 
-from . import audio
+from . import audio, covers
 from .actions import Context, Reply, action
 from .musicapi import _duration_for
 from .scenarios import Refusal
@@ -78,29 +78,43 @@ def _track_ready(task: dict[str, Any], index: int, now: float) -> bool:
 
 
 def _track_urls(task: dict[str, Any], index: int, now: float) -> dict[str, Any]:
+    """The files of one track at `now`: the stream from the text stage, the MP3 and its JPEG cover once ready."""
     track = task["tracks"][index]
     text_ms = int(task["stages"]["text"] * 1000)
     stream = task["base_url"] + audio.file_path(track["id"], "stream", track["duration"], text_ms)
     if not _track_ready(task, index, now):
-        return {"audio": "", "stream": stream, "duration": None}
+        return {"audio": "", "stream": stream, "image": "", "duration": None}
     ready_ms = int((task["stages"]["first"] if index == 0 else task["stages"]["complete"]) * 1000)
-    url = task["base_url"] + audio.file_path(track["id"], track["title"] or "track", track["duration"], ready_ms)
-    return {"audio": url, "stream": stream, "duration": track["duration"]}
+    name = track["title"] or "track"
+    url = task["base_url"] + audio.file_path(track["id"], name, track["duration"], ready_ms)
+    image = task["base_url"] + covers.file_path(track["id"], name, ready_ms)
+    return {"audio": url, "stream": stream, "image": image, "duration": track["duration"]}
+
+
+def _track_fields(task: dict[str, Any], index: int, now: float) -> dict[str, Any]:
+    """One track with the real answer's full field set, keyed in record-info's camelCase.
+
+    The `source*` URLs name the same files the mock serves (the real ones are the upstream CDN's copies)."""
+    track, urls = task["tracks"][index], _track_urls(task, index, now)
+    return {"id": track["id"], "audioUrl": urls["audio"], "sourceAudioUrl": urls["audio"],
+            "streamAudioUrl": urls["stream"], "sourceStreamAudioUrl": urls["stream"], "imageUrl": urls["image"],
+            "sourceImageUrl": urls["image"], "prompt": track["prompt"], "modelName": track["model_name"],
+            "title": track["title"], "tags": track["tags"], "createTime": int(task["created_at"] * 1000),
+            "duration": urls["duration"]}
+
+
+# record-info's camelCase key -> the generation callback's snake_case key (createTime is camelCase in both)
+_CALLBACK_KEYS = {"audioUrl": "audio_url", "sourceAudioUrl": "source_audio_url", "streamAudioUrl": "stream_audio_url",
+                  "sourceStreamAudioUrl": "source_stream_audio_url", "imageUrl": "image_url",
+                  "sourceImageUrl": "source_image_url", "modelName": "model_name"}
 
 
 def generation_tracks(task: dict[str, Any], now: float) -> list[dict[str, Any]]:
     """The tracks as the generation callback shows them (snake_case)."""
     if now < task["stages"]["text"]:
         return []
-    tracks = []
-    for index, track in enumerate(task["tracks"]):
-        urls = _track_urls(task, index, now)
-        tracks.append({"id": track["id"], "audio_url": urls["audio"], "source_audio_url": urls["audio"],
-                       "stream_audio_url": urls["stream"], "source_stream_audio_url": urls["stream"],
-                       "image_url": "", "source_image_url": "", "prompt": track["prompt"],
-                       "model_name": track["model_name"], "title": track["title"], "tags": track["tags"],
-                       "createTime": int(task["created_at"] * 1000), "duration": urls["duration"]})
-    return tracks
+    return [{_CALLBACK_KEYS.get(key, key): value for key, value in _track_fields(task, index, now).items()}
+            for index in range(len(task["tracks"]))]
 
 
 @action("apibox.generate")
@@ -153,13 +167,7 @@ def generate_record_info(ctx: Context) -> Reply:
         return Reply({**SUCCESS, "data": None})
     task = _as_example(ctx, task, "status", FAILURES)
     now = ctx.clock.now()
-    tracks = []
-    for index, track in enumerate(task["tracks"]):
-        urls = _track_urls(task, index, now)
-        tracks.append({"id": track["id"], "audioUrl": urls["audio"], "streamAudioUrl": urls["stream"], "imageUrl": "",
-                       "prompt": track["prompt"], "modelName": track["model_name"], "title": track["title"],
-                       "tags": track["tags"], "createTime": int(task["created_at"] * 1000),
-                       "duration": urls["duration"]})
+    tracks = [_track_fields(task, index, now) for index in range(len(task["tracks"]))]
     status = generation_status(task, now)
     failed = status in ("GENERATE_AUDIO_FAILED", "CREATE_TASK_FAILED", "SENSITIVE_WORD_ERROR")
     shown = now >= task["stages"]["text"] and status not in ("CREATE_TASK_FAILED", "SENSITIVE_WORD_ERROR")
@@ -175,6 +183,8 @@ def generate_record_info(ctx: Context) -> Reply:
 # -- vocal separation -----------------------------------------------------------------------------------
 def _known_pair(ctx: Context) -> Refusal | None:
     body = ctx.req.json
+    if "taskId" not in body and "audioId" not in body and isinstance(body.get("audioUrl"), str):
+        return None  # a file named by its URL (sunoapi.org): nothing of this mock's to look up
     task = ctx.owned("apibox_task", body.get("taskId"))
     if task is None or task.get("kind") != "generate" or body.get("audioId") not in [t["id"] for t in task["tracks"]]:
         return Refusal(422, "Record does not exist", "precondition: unknown taskId/audioId pair")
@@ -205,15 +215,19 @@ def separation_status(task: dict[str, Any], now: float) -> str:
 @action("apibox.vocal_removal", precheck=_known_pair)
 def vocal_removal(ctx: Context) -> Reply:
     body = ctx.req.json
-    source = ctx.owned("apibox_task", body["taskId"])  # as the precheck read it: one read per call
-    assert source is not None
-    index = [t["id"] for t in source["tracks"]].index(body["audioId"])
+    if "taskId" in body or "audioId" in body:
+        source = ctx.owned("apibox_task", body["taskId"])  # as the precheck read it: one read per call
+        assert source is not None
+        index = [t["id"] for t in source["tracks"]].index(body["audioId"])
+        origin = {"source_task": source["id"], "music_id": body["audioId"], "music_index": index,
+                  "duration": source["tracks"][index]["duration"]}
+    else:  # by audioUrl: the file is not fetched, its length is derived from the URL
+        origin = {"source_task": None, "music_id": "", "music_index": 0, "duration": _duration_for(body["audioUrl"])}
     now = ctx.clock.now()
     task_id = ctx.hex_id()
     task = {"id": task_id, "api_key": ctx.api_key, "kind": "vocal_removal", "created_at": now,
             "done_at": now + ctx.config.durations.vocal_removal, "base_url": ctx.base_url,
-            "type": body.get("type", "separate_vocal"), "source_task": source["id"], "music_id": body["audioId"],
-            "music_index": index, "duration": source["tracks"][index]["duration"],
+            "type": body.get("type", "separate_vocal"), **origin,
             "callback_url": body.get("callBackUrl"), "scenario": ctx.scenario}
     if ctx.scenario == "callback_fails":
         task.update(failed=True, error_code=500, error_message="Vocal separation failed")

@@ -24,7 +24,7 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import audio, codec
+from . import audio, codec, covers
 from .actions import Action, Context, load_actions
 from .callbacks import Deliveries, host_allowed
 from .clock import Clock, Scheduler
@@ -274,8 +274,8 @@ class Mock:
             await asyncio.sleep(delay)
         if outcome.wire_fault:
             return WireFaultResponse(outcome.wire_fault, raw, status, headers, self.config.dribble_seconds,
-                                     self.config.hang_seconds)
-        return JsonResponse(status, raw, headers)
+                                     op.provider.content_type, self.config.hang_seconds)
+        return JsonResponse(status, raw, headers, op.provider.content_type)
 
     def _answer_and_journal(self, op: Operation, req: MockRequest) -> tuple[int, bytes, dict[str, str], Outcome]:
         """(status, encoded body, headers, outcome) of one call, journaled."""
@@ -391,22 +391,23 @@ class Mock:
             _status, body = error_body(spec.provider, code, message)
             self.store.record({"time": self.clock.now(), "operation": None, "method": method, "path": path,
                                "outcome": {"kind": "unrouted", "code": 405, "reason": message}})
-            return json_response(405, body, {"Allow": ", ".join(allowed)})
+            return json_response(405, body, {"Allow": ", ".join(allowed)}, spec.provider.content_type)
         message = f"No operation matches {method} {path}."
         self.store.record({"time": self.clock.now(), "operation": None, "method": method, "path": path,
                            "outcome": {"kind": "unrouted", "code": 404, "reason": message}})
         if spec is None:
             return json_response(404, {"code": 404, "message": message})
         status, body = error_body(spec.provider, 404, message)
-        return json_response(status if spec.provider.body_transport else 404, body)
+        return json_response(status if spec.provider.body_transport else 404, body, None, spec.provider.content_type)
 
     # -- files ------------------------------------------------------------------------------------------------
     async def serve_file(self, request: Request) -> Response | JsonResponse:
         ref = audio.parse_file_path(request.url.path)
         if ref is None or self.clock.now_ms() - ref.created_ms > self.config.file_retention * 1000:
             return json_response(404, {"code": 404, "message": "File not found or expired."})
-        size = audio.mp3_size(ref.duration_ms)
-        headers = {"Accept-Ranges": "bytes", "Content-Type": audio.CONTENT_TYPE,
+        cover = covers.jpeg_bytes(ref.file_id) if ref.is_cover else None
+        size = len(cover) if cover is not None else audio.mp3_size(ref.duration_ms)
+        headers = {"Accept-Ranges": "bytes", "Content-Type": covers.CONTENT_TYPE if cover else audio.CONTENT_TYPE,
                    "Content-Disposition": f'inline; filename="{ref.name}"',
                    "Cache-Control": "public, max-age=1209600"}
         span = audio.byte_range(request.headers.get("range"), size)
@@ -416,7 +417,8 @@ class Mock:
         if status == 206:
             headers["Content-Range"] = f"bytes {start}-{end}/{size}"
         headers["Content-Length"] = str(end - start + 1)
-        content = b"" if request.method == "HEAD" else audio.mp3_slice(ref.duration_ms, start, end)
+        content = b"" if request.method == "HEAD" else cover[start:end + 1] if cover is not None else \
+            audio.mp3_slice(ref.duration_ms, start, end)
         response = Response(content, status, headers=headers)
         response.headers["Content-Length"] = str(end - start + 1)
         # Downloads are journaled too, so the contract kit can tell a result processed twice.

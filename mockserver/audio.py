@@ -5,6 +5,8 @@ so making one is a byte repetition, with no audio work. A file URL carries every
 it again (when it was made, how long it lasts), so the mock keeps no per-file state:
 
     {base}/files/{created_ms}-{duration_ms}-{id}/{name}.mp3
+
+Cover images (`covers.py`) share the scheme with a duration of 0 and a `.jpeg` name.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ _FRAME = bytes([0xFF, 0xFB, 0x14, 0xC0]) + bytes(92)
 CONTENT_TYPE = "audio/mpeg"
 # Anyone can write a file URL by hand; a bound keeps a made-up duration from allocating gigabytes.
 MAX_DURATION_MS = 20 * 60 * 1000
-_PATH = re.compile(r"^/files/(?P<created>\d+)-(?P<duration>\d+)-(?P<id>[0-9A-Za-z_-]+)/(?P<name>[^/]+\.mp3)$")
+_PATH = re.compile(r"^/files/(?P<created>\d+)-(?P<duration>\d+)-(?P<id>[0-9A-Za-z_-]+)/(?P<name>[^/]+\.(?:mp3|jpeg))$")
 _UNSAFE_NAME = re.compile(r"[^0-9A-Za-z_.-]")
 
 
@@ -60,6 +62,10 @@ class FileRef:
     duration_ms: int
     file_id: str
     name: str
+
+    @property
+    def is_cover(self) -> bool:
+        return self.name.endswith(".jpeg")
 
 
 def parse_file_path(path: str) -> FileRef | None:

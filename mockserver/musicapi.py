@@ -6,11 +6,14 @@ until its `ready_at` on the mock's clock, then HTTP 200 with its clips.
 
 from __future__ import annotations
 
+import functools
 import hashlib
+import sys
+from array import array
 from datetime import UTC, datetime
 from typing import Any
 
-from . import audio
+from . import audio, covers
 from .actions import Context, Reply, action
 from .scenarios import Refusal
 
@@ -31,6 +34,29 @@ def _duration_for(seed: str, low: float = 60.0, high: float = 240.0) -> float:
     return round(low + (high - low) * fraction, 2)
 
 
+WAVE_STEP_S = 0.5  # one waveform point per half second of audio
+WAVE_MIP_MAP_LEVEL = 11  # the level upstream VOX answers show
+
+
+def waveform(clip_id: str, start: float, end: float) -> dict[str, Any]:
+    """VOX's `wave_response` for `start..end` of a clip: per half second, the vocal's peak level below and above zero.
+
+    The points are read from one SHAKE-256 stream of the clip id, at their position in the clip, so the same
+    clip always has the same waveform and two overlapping windows agree where they overlap."""
+    first = int(start / WAVE_STEP_S)
+    lows, highs = _wave_points(clip_id, first, max(first + 1, int(-(-end // WAVE_STEP_S))))
+    return {"waveform_aggregates": [{"mip_map_level": WAVE_MIP_MAP_LEVEL, "data": [lows, highs]}]}
+
+
+@functools.lru_cache(maxsize=1024)  # VOX is on the hot path, and clients ask for the same window again and again
+def _wave_points(clip_id: str, first: int, last: int) -> tuple[tuple[int, ...], tuple[int, ...]]:
+    """The (below zero, above zero) levels of points first..last-1: one digest for the whole window, not one per point."""
+    levels = array("H", hashlib.shake_256(clip_id.encode()).digest(4 * last)[4 * first:])  # 2 levels per point
+    if sys.byteorder == "big":
+        levels.byteswap()  # the same numbers on every machine
+    return tuple(-(v >> 1) for v in levels[0::2]), tuple(v >> 1 for v in levels[1::2])
+
+
 def _new_clip(ctx: Context, **fields: Any) -> dict[str, Any]:
     clip_id = ctx.uuid()
     now = ctx.clock.now()
@@ -45,12 +71,16 @@ def clip_view(clip: dict[str, Any], now: float) -> dict[str, Any]:
     """A clip as `GET /sonic/task/{id}` and the webhooks show it at `now`."""
     ready = now >= clip["ready_at"]
     state = "failed" if clip.get("failed") and ready else ("succeeded" if ready else "running")
+    ready_ms = int(clip["ready_at"] * 1000)
     audio_url = clip["base_url"] + audio.file_path(clip["id"], clip["title"] or "clip", clip["duration"],
-                                                   int(clip["ready_at"] * 1000)) if state == "succeeded" else ""
+                                                   ready_ms) if state == "succeeded" else ""
+    image_url = clip["base_url"] + covers.file_path(clip["id"], clip["title"] or "clip", ready_ms) \
+        if state == "succeeded" else ""
     view = {
         "clip_id": clip["id"], "state": state, "title": clip["title"], "tags": clip["tags"],
-        "lyrics": clip["lyrics"], "image_url": "", "audio_url": audio_url, "video_url": None,
-        "created_at": _iso(clip["created_at"]), "mv": clip["mv"], "gpt_description_prompt": None,
+        "lyrics": clip["lyrics"], "image_url": image_url, "audio_url": audio_url, "video_url": None,
+        "created_at": _iso(clip["created_at"]), "mv": clip["mv"],
+        "gpt_description_prompt": clip.get("gpt_description_prompt"),
         "duration": clip["duration"] if state == "succeeded" else None, "negative_tags": clip["negative_tags"],
         "style_weight": clip["style_weight"], "weirdness_constraint": clip["weirdness_constraint"],
     }
@@ -121,6 +151,7 @@ def create(ctx: Context) -> Reply:
     shared = {"ready_at": ready_at, "title": str(body.get("title") or "Untitled"), "tags": str(body.get("tags") or ""),
               "lyrics": str(body.get("prompt") or body.get("lyrics") or ""), "mv": str(body.get("mv") or "sonic-v5"),
               "negative_tags": str(body.get("negative_tags") or ""), "style_weight": body.get("style_weight"),
+              "gpt_description_prompt": body.get("gpt_description_prompt"),
               "weirdness_constraint": body.get("weirdness_constraint")}
     clips = [_new_clip(ctx, **shared) for _ in range(2)]
     task = _new_task(ctx, "create", ctx.config.durations.musicapi_create, clips)
@@ -188,7 +219,7 @@ def vox(ctx: Context) -> Reply:
     url = ctx.base_url + audio.file_path(vox_id, f"{clip['title'] or 'clip'}_vox", end - start, ctx.clock.now_ms())
     data = {"vox_audio_id": vox_id, "status": "complete", "source_clip_id": clip["id"],
             "vocal_start_s": body.get("vocal_start_s", start), "vocal_end_s": body.get("vocal_end_s", end),
-            "wave_response": {"waveform_aggregates": []}, "vocal_audio_url": url}
+            "wave_response": waveform(clip["id"], start, end), "vocal_audio_url": url}
     return Reply({"code": 200, "message": "success", "data": data})
 
 

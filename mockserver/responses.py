@@ -26,24 +26,26 @@ def encode(body: Any) -> bytes:
 class JsonResponse:
     """A JSON answer as an ASGI app: the two messages, with the headers Starlette's `Response` sends.
 
-    Those are the given headers (names lower-cased), then `content-length` and `content-type` unless given.
+    Those are the given headers (names lower-cased), then `content-length` and `content-type` unless given;
+    `content_type` is the provider's own label for JSON (api.box: `application/json;charset=UTF-8`).
     """
 
     __slots__ = ("body", "raw_headers", "status")
 
-    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None) -> None:
+    def __init__(self, status: int, body: bytes, headers: dict[str, str] | None = None,
+                 content_type: str = "application/json") -> None:
         self.status = status
         self.body = body
         if not headers and not (status < 200 or status in (204, 304)):  # the usual answer, built directly
             self.raw_headers = [(b"content-length", str(len(body)).encode("latin-1")),
-                                (b"content-type", b"application/json")]
+                                (b"content-type", content_type.encode("latin-1"))]
             return
         raw = [(k.lower().encode("latin-1"), v.encode("latin-1")) for k, v in headers.items()] if headers else []
         names = {name for name, _value in raw}
         if b"content-length" not in names and not (status < 200 or status in (204, 304)):
             raw.append((b"content-length", str(len(body)).encode("latin-1")))
         if b"content-type" not in names:
-            raw.append((b"content-type", b"application/json"))
+            raw.append((b"content-type", content_type.encode("latin-1")))
         self.raw_headers = raw
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
@@ -51,8 +53,9 @@ class JsonResponse:
         await send({"type": "http.response.body", "body": self.body})
 
 
-def json_response(status: int, body: Any, headers: dict[str, str] | None = None) -> JsonResponse:
-    return JsonResponse(status, encode(body), headers)
+def json_response(status: int, body: Any, headers: dict[str, str] | None = None,
+                  content_type: str = "application/json") -> JsonResponse:
+    return JsonResponse(status, encode(body), headers, content_type)
 
 
 def render_outcome(op: Operation, outcome: Outcome) -> tuple[int, Any, dict[str, str]]:

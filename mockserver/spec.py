@@ -74,6 +74,7 @@ class Provider:
     messages: dict[int, str]
     costs: dict[str, float]
     outcomes: dict[str, int]  # real cause (credits, rate_limit, maintenance, ...) -> documented code
+    content_type: str = "application/json"  # the Content-Type of its JSON answers, as the real service labels them
 
     @property
     def body_transport(self) -> bool:
@@ -231,6 +232,7 @@ def _provider(document: dict[str, Any], source: str) -> Provider:
         messages={int(k): str(v) for k, v in (block.get("messages") or {}).items()},
         costs={str(k): float(v) for k, v in (block.get("costs") or {}).items()},
         outcomes={str(k): int(v) for k, v in (block.get("outcomes") or {}).items()},
+        content_type=str(block.get("content_type", "application/json")),
     )
 
 

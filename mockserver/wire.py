@@ -43,8 +43,10 @@ class WireFaultResponse:
     """An ASGI response that delivers `body` broken in the way `fault` names."""
 
     def __init__(self, fault: str, body: bytes, status: int = 200, headers: dict[str, str] | None = None,
-                 dribble_seconds: float = 2.0, hang_seconds: float = 30.0) -> None:
+                 dribble_seconds: float = 2.0, content_type: str = "application/json",
+                 hang_seconds: float = 30.0) -> None:
         self.fault = fault
+        self.content_type = content_type
         self.body = body
         self.status = status
         self.headers = headers or {}
@@ -52,7 +54,7 @@ class WireFaultResponse:
         self.hang_seconds = hang_seconds
 
     def _start(self, length: int) -> dict[str, Any]:
-        headers = [(b"content-type", b"application/json"), (b"content-length", str(length).encode())]
+        headers = [(b"content-type", self.content_type.encode()), (b"content-length", str(length).encode())]
         headers += [(k.lower().encode(), v.encode()) for k, v in self.headers.items()]
         return {"type": "http.response.start", "status": self.status, "headers": headers}
 
