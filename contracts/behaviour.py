@@ -25,10 +25,10 @@ PAID_TWICE = "no paid work is done twice"
 
 # What an uncaught exception looks like in a command's output, per runtime.
 CRASHES = (
-    ("Python traceback", re.compile(r"^Traceback \(most recent call last\):$", re.M),
-     re.compile(r"^(\w[\w.]*(?:Error|Exception|Interrupt)\b.*)$", re.M)),
-    ("Node stack trace", re.compile(r"^\s+at .+:\d+:\d+\)?$", re.M),
-     re.compile(r"^((?:Uncaught )?\w*Error\b.*)$", re.M)),
+    ("Python traceback", re.compile(r"^Traceback \(most recent call last\):$", re.MULTILINE),
+     re.compile(r"^(\w[\w.]*(?:Error|Exception|Interrupt)\b.*)$", re.MULTILINE)),
+    ("Node stack trace", re.compile(r"^\s+at .+:\d+:\d+\)?$", re.MULTILINE),
+     re.compile(r"^((?:Uncaught )?\w*Error\b.*)$", re.MULTILINE)),
 )
 
 

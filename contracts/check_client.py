@@ -59,9 +59,9 @@ from .coverage import (
     build_report,
     format_report,
 )
+from .forged import first_callback_call, send_forged
 from .live import LiveServer
 from .receiver import CallbackReceiver, parse_receiver
-from .forged import first_callback_call, send_forged
 from .referee import Referee
 from .tasks import PENDING, poll_status
 

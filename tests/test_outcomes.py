@@ -7,13 +7,12 @@ from typing import Any
 
 import httpx
 import pytest
+from conftest import API_KEY, MockHandle
 
 from contracts.live import LiveServer
 from contracts.receiver import CallbackReceiver, parse_receiver
 from mockserver import MockConfig, create_app
 from mockserver.config import CallbackConfig
-
-from conftest import API_KEY, MockHandle
 
 GENERATE = {"customMode": False, "instrumental": False, "model": "V4_5", "prompt": "a calm song"}
 CREATE = {"task_type": "create_music", "custom_mode": False, "mv": "sonic-v5", "gpt_description_prompt": "calm"}

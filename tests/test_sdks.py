@@ -8,16 +8,12 @@ from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+from musicapi import MusicAPIError
+from suno_easy.exceptions import SunoError
 
-pytest.importorskip("suno_easy")
-pytest.importorskip("musicapi")
-
-from musicapi import MusicAPIError  # noqa: E402  (after the skip: the SDKs are optional dev dependencies)
-from suno_easy.exceptions import SunoError  # noqa: E402
-
-from contracts.check_client import CheckOptions, check_client  # noqa: E402
-from contracts.conformance import Harness, Result, describe  # noqa: E402
-from examples import sdks  # noqa: E402
+from contracts.check_client import CheckOptions, check_client
+from contracts.conformance import Harness, Result, describe
+from examples import sdks
 
 EXPECTED = (SunoError, MusicAPIError, TimeoutError)  # even a declared client timeout does not hide a failed task
 SDKS = str(Path(__file__).resolve().parent.parent / "examples" / "sdks.py")

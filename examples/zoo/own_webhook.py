@@ -15,7 +15,7 @@ done = threading.Event()
 
 
 class Webhook(BaseHTTPRequestHandler):
-    def do_POST(self):  # noqa: N802  (the http.server hook's name)
+    def do_POST(self):
         event = json.loads(self.rfile.read(int(self.headers["Content-Length"])))
         self.send_response(200)
         self.end_headers()
