@@ -91,3 +91,18 @@ def test_careful_commands_pass_clean(command: str) -> None:
     report = check_client(CheckOptions((str(RUNNERS[runner]), str(CLIENTS / command)), timeout=30, time_scale=0.01))
     assert report.exit_code == 0, "\n".join(f.describe() for f in report.findings)
     assert report.findings == [] and report.recommendations == []
+
+
+@pytest.mark.parametrize(("command", "outcome"), [("curl_client.sh", "generateMusic=generate_audio_failed"),
+                                                  ("curl_client.sh", "generateMusic=callback_exception"),
+                                                  ("node_client.mjs", "createMusic=failed")])
+def test_careful_commands_surface_a_failed_task(command: str, outcome: str) -> None:
+    """A failed task ends the reference clients with its status or message and exit 1 (declared with --error-exit),
+    CALLBACK_EXCEPTION is read as done; either way no violation."""
+    runner = "bash" if command.endswith(".sh") else "node"
+    if RUNNERS[runner] is None:
+        pytest.skip(f"needs {runner} on PATH")
+    report = check_client(CheckOptions((str(RUNNERS[runner]), str(CLIENTS / command)), timeout=30, time_scale=0.01,
+                                       task_outcomes=(outcome,), error_exit=(1,), scale_probe=False))
+    assert report.findings == [], "\n".join(f.describe() for f in report.findings)
+    assert report.exit_code == 0 and report.surfaced == (not outcome.endswith("callback_exception"))

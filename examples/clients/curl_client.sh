@@ -35,10 +35,11 @@ for _ in $(seq 20); do
   sleep "$poll"
   info=$(api GET "/api/v1/generate/record-info?taskId=$task")
   status=$(first_string status "$info")
-  [[ "$status" == SUCCESS ]] && break
+  # CALLBACK_EXCEPTION: done, only its callback could not be delivered
+  [[ "$status" == SUCCESS || "$status" == CALLBACK_EXCEPTION ]] && break
   [[ "$status" == *FAILED* || "$status" == *ERROR* ]] && { echo "generation $status" >&2; exit 1; }
 done
-[[ "$status" == SUCCESS ]] || { echo "generation did not finish" >&2; exit 1; }
+[[ "$status" == SUCCESS || "$status" == CALLBACK_EXCEPTION ]] || { echo "generation did not finish" >&2; exit 1; }
 audio=$(grep -o '"sunoData":\[{"id":"[^"]*"' <<<"$info" | cut -d'"' -f6)
 
 started=$(api POST /api/v1/vocal-removal/generate \
@@ -50,10 +51,10 @@ for _ in $(seq 20); do
   sleep "$poll"
   info=$(api GET "/api/v1/vocal-removal/record-info?taskId=$separation")
   flag=$(first_string successFlag "$info")
-  [[ "$flag" == SUCCESS ]] && break
+  [[ "$flag" == SUCCESS || "$flag" == CALLBACK_EXCEPTION ]] && break
   [[ "$flag" == *FAILED* ]] && { echo "separation $flag" >&2; exit 1; }
 done
-[[ "$flag" == SUCCESS ]] || { echo "separation did not finish" >&2; exit 1; }
+[[ "$flag" == SUCCESS || "$flag" == CALLBACK_EXCEPTION ]] || { echo "separation did not finish" >&2; exit 1; }
 
 vocals=$(first_string vocalUrl "$info")
 curl -sS --fail -o /dev/null "$vocals"

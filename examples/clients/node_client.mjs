@@ -31,11 +31,21 @@ async function api(method, path, body) {
 async function waitFor(taskId) {
   for (let i = 0; i < 20; i++) {
     const { status, data } = await api("GET", `/api/v1/sonic/task/${taskId}`);
-    if (status === 200) return data.data; // 202 {"type": "not_ready"} until then
+    if (status === 200) { // 202 {"type": "not_ready"} until then
+      const failed = (data.data ?? []).find((clip) => clip.state === "failed");
+      if (failed || data.type) throw new Error(`task ${taskId} failed: ${failed?.error_message ?? data.error ?? data.type}`);
+      return data.data;
+    }
     await sleep(pollMs);
   }
   throw new Error(`task ${taskId} did not finish`);
 }
+
+// Errors end the run with their message and exit 1; a stack trace would say the client itself broke.
+process.on("uncaughtException", (error) => {
+  console.error(`MusicAPI client: ${error.message}`);
+  process.exit(1);
+});
 
 const { data: upload } = await api("POST", "/api/v1/sonic/upload", { url: "https://example.com/demo.mp3" });
 const { data: vox } = await api("POST", "/api/v1/sonic/vox",
