@@ -113,6 +113,9 @@ def test_suno_easy_command_under_check_client() -> None:
     assert report.exit_code == 4 and "yet the command was still running at --timeout" in found[STOPS]
     assert "did not follow STEMMOCK_TIME_SCALE" in found[POLLING]
     assert any("GENERATE_AUDIO_FAILED since" in t["text"] for t in report.tasks)
+    as_json = report.as_dict()  # --json carries the same explanation
+    assert as_json["tasks"][0]["terminal_status"] == "GENERATE_AUDIO_FAILED" and as_json["tasks"][0]["polls"] >= 2
+    assert "task GENERATE_AUDIO_FAILED" in as_json["last_answers"]["GET /api/v1/generate/record-info"][-1]
 
 
 def test_suno_easy_command_crash_on_a_poll_500() -> None:
