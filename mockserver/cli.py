@@ -76,13 +76,27 @@ def main() -> None:
               help="Where state lives (default memory). Redis is shared by every worker and kept across restarts.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes sharing the port; more than one needs a shared --store.")
-@click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="Server log level; with debug, the journal also shows the traceback of the mock's own errors.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_BODY_BYTES",
+              help="limits.max_body_bytes: larger bodies get the provider's 413 unread (default 1 MiB).")
+@click.option("--max-header-bytes", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_HEADER_BYTES",
+              help="limits.max_header_bytes: all headers together (default 64 KiB).")
+@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              envvar="STEMMOCK_BODY_TIMEOUT", help="limits.body_timeout: seconds for an announced body (default 10).")
+@click.option("--max-json-depth", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_JSON_DEPTH",
+              help="limits.max_json_depth: nesting levels of a JSON body (default 64).")
 def serve(host: str | None, port: int | None, config_path: str | None, seed: int | None, clock: str | None,
-          public_url: str | None, store: str | None, workers: int, log_level: str) -> None:
+          public_url: str | None, store: str | None, workers: int, log_level: str, max_body_bytes: int | None,
+          max_header_bytes: int | None, body_timeout: float | None, max_json_depth: int | None) -> None:
     """Serve MusicAPI and api.box on one port."""
     try:
         config = load_config(config_path, host=host, port=port, seed=seed, clock=clock, public_url=public_url,
                              store=store)
+        limits = {k: v for k, v in (("max_body_bytes", max_body_bytes), ("max_header_bytes", max_header_bytes),
+                                    ("body_timeout", body_timeout), ("max_json_depth", max_json_depth)) if v is not None}
+        if limits:
+            config = config.replace(limits=dataclasses.replace(config.limits, **limits))
         if workers > 1 and config.store == "memory":
             raise ConfigError(f"--workers {workers} needs a store the workers share; add --store "
                               "redis://host:port/db (with memory, each worker would be a separate mock).")
