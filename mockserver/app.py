@@ -524,7 +524,8 @@ class Mock:
             log.exception("serving %r failed", request.url.path)
             self.store.record({"time": self.clock.now(), "operation": "download", "provider": "files",
                                "method": request.method, "path": printable(request.url.path),
-                               "outcome": {"kind": "error", "code": 500, "reason": f"mock error: {type(exc).__name__}"}})
+                               "outcome": {"kind": "error", "code": 500,
+                                           "reason": f"mock error: {type(exc).__name__}"}})
             return json_response(500, {"code": 500, "message": "The file could not be served; see the mock's log."},
                                  {"Connection": "close"})
 

@@ -93,8 +93,9 @@ def serve(host: str | None, port: int | None, config_path: str | None, seed: int
     try:
         config = load_config(config_path, host=host, port=port, seed=seed, clock=clock, public_url=public_url,
                              store=store)
-        limits = {k: v for k, v in (("max_body_bytes", max_body_bytes), ("max_header_bytes", max_header_bytes),
-                                    ("body_timeout", body_timeout), ("max_json_depth", max_json_depth)) if v is not None}
+        given = (("max_body_bytes", max_body_bytes), ("max_header_bytes", max_header_bytes),
+                 ("body_timeout", body_timeout), ("max_json_depth", max_json_depth))
+        limits = {name: value for name, value in given if value is not None}
         if limits:
             config = config.replace(limits=dataclasses.replace(config.limits, **limits))
         if workers > 1 and config.store == "memory":
