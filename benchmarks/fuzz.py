@@ -68,6 +68,7 @@ class Tally:
     dropped: int = 0
     statuses: dict[int, int] = field(default_factory=dict)
     expected_cost: dict[str, float] = field(default_factory=lambda: {"musicapi": 0.0, "apibox": 0.0})
+    made: int = 0  # calls answered with what they made (the store keeps each: growth that is state, not a leak)
     examples: list[str] = field(default_factory=list)
 
 
@@ -227,6 +228,7 @@ def _count_cost(path: str, raw: bytes, status: int, parsed: Any, tally: Tally) -
         if parsed.get("code") == 200 and (parsed.get("data") or {}).get("taskId"):
             kind = json.loads(raw.partition(b"\r\n\r\n")[2]).get("type", "separate_vocal")
             tally.expected_cost["apibox"] += 50 if kind == "split_stem" else 10
+            tally.made += 1
         return
     if path not in COSTS:
         return
@@ -235,6 +237,7 @@ def _count_cost(path: str, raw: bytes, status: int, parsed: Any, tally: Tally) -
         status == 200 and any(parsed.get(k) for k in ("clip_id", "task_id", "data")))
     if made:
         tally.expected_cost[provider] += cost
+        tally.made += 1
 
 
 def balances(url: str) -> dict[str, float]:
@@ -349,6 +352,7 @@ def main(argv: list[str] | None = None) -> int:
                                                f"apibox {unexplained['apibox']:g}; charged with one: "
                                                f"{tally.expected_cost['musicapi']:g} + "
                                                f"{tally.expected_cost['apibox']:g})"),
+        ("calls that made a resource or result (kept in the store)", f"{tally.made:,}"),
         ("server alive and serving afterwards", "yes" if serving else "NO"),
         ("RSS before / after the run", f"{rss_start / 1024:.1f} MiB / {rss_after / 1024:.1f} MiB (after "
          + ", ".join(f"{sent:,}: {rss / 1024:.1f} MiB" for sent, rss in samples) + ")"),
