@@ -19,6 +19,7 @@ from .spec import SpecError
 
 EXIT_BAD_CONFIG = 2
 WORKER_CONFIG = "STEMMOCK_WORKER_CONFIG"  # the config, as JSON, handed to worker processes
+WORKER_LOG_LEVEL = "STEMMOCK_WORKER_LOG_LEVEL"
 
 
 def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None, workers: int = 1) -> None:
@@ -30,6 +31,7 @@ def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None,
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     if workers > 1:
         os.environ[WORKER_CONFIG] = json.dumps(dataclasses.asdict(config))
+        os.environ[WORKER_LOG_LEVEL] = log_level  # the workers journal tracebacks only at debug, as one process does
         uvicorn.run("mockserver.cli:worker_app", factory=True, workers=workers, host=config.host, port=config.port,
                     log_level=log_level, access_log=False)
         return
@@ -40,7 +42,8 @@ def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None,
 
 def worker_app() -> MockApp:
     """The app of one worker process of `stemmock serve --workers N`."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
+    level = os.environ.get(WORKER_LOG_LEVEL, "info").upper()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
     app = create_app(config_from_dict(json.loads(os.environ[WORKER_CONFIG])))
     app.freeze_heap = True
     return app

@@ -337,3 +337,55 @@ def test_a_blocked_delivery_conforms_to_control_yaml(receiver: CallbackReceiver)
     assert {d["state"] for d in listed.json()["callbacks"]} == {"blocked"} and receiver.deliveries == []
     operation = schemathesis.openapi.from_path(str(spec_path("control")))["/__mock/callbacks"]["GET"]
     operation.validate_response(listed)
+
+
+# -- the limits' configuration ----------------------------------------------------------------------------------
+def test_limits_come_from_the_file_the_environment_and_their_checks(tmp_path: Any,
+                                                                    monkeypatch: pytest.MonkeyPatch) -> None:
+    """Reads `limits` from the config file and STEMMOCK_LIMITS, names a misspelt key, and refuses a limit of 0."""
+    from mockserver.config import ConfigError, load_config
+
+    path = tmp_path / "stemmock.yaml"
+    path.write_text("limits: {max_body_bytes: 2048, body_timeout: 2.5}\n")
+    loaded = load_config(path)
+    assert loaded.limits == Limits(max_body_bytes=2048, body_timeout=2.5)
+    monkeypatch.setenv("STEMMOCK_LIMITS", "{max_json_depth: 8}")
+    assert load_config().limits == Limits(max_json_depth=8)
+    monkeypatch.delenv("STEMMOCK_LIMITS")
+    path.write_text("limits: {max_body_byte: 10}\n")
+    with pytest.raises(ConfigError, match=r"limits.max_body_byte is not a known setting. Did you mean 'max_body_"):
+        load_config(path)
+    path.write_text("limits: {body_timeout: 0}\n")
+    with pytest.raises(ConfigError, match=r"limits.body_timeout is 0.0; expected a number above 0."):
+        load_config(path)
+
+
+def test_serve_flags_and_their_environment_variables_set_the_limits() -> None:
+    """`stemmock serve --max-body-bytes 100` and STEMMOCK_MAX_JSON_DEPTH=2 bound what the served mock reads."""
+    import os
+    import subprocess
+    import sys
+
+    from conftest import free_port
+
+    port = free_port()
+    process = subprocess.Popen([sys.executable, "-m", "mockserver", "--port", str(port), "--clock", "manual",
+                                "--max-body-bytes", "100", "--log-level", "warning"],
+                               env={**os.environ, "STEMMOCK_MAX_JSON_DEPTH": "2"}, start_new_session=True,
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    try:
+        with httpx.Client(base_url=f"http://127.0.0.1:{port}", headers={"Authorization": "Bearer k"}) as c:
+            deadline = time.monotonic() + 30
+            while True:
+                try:
+                    c.get("/__mock/clock")
+                    break
+                except httpx.TransportError:
+                    assert time.monotonic() < deadline and process.poll() is None, "stemmock serve did not start"
+                    time.sleep(0.05)
+            assert _raw(c, "POST", "/api/v1/sonic/vox", b" " * 101).status_code == 413
+            deep = _raw(c, "POST", "/api/v1/sonic/vox", b'{"clip_id": [[1]]}')
+            assert deep.status_code == 400 and "nested more than 2 levels" in deep.json()["message"]
+    finally:
+        process.terminate()
+        process.wait(15)
