@@ -19,7 +19,10 @@ from . import codec
 NO_BODY: Any = object()  # the request carried no body at all
 BAD_JSON: Any = object()  # the body is not JSON, or JSON the mock refuses (see `BodyProblem`)
 DEFAULT_MAX_DEPTH = 64
-_INT64 = (-(2**63), 2**64 - 1)  # what the providers' JSON readers hold in an integer
+# The longest number literal a JSON reader takes (Jackson's StreamReadConstraints default maxNumberLength); Python
+# itself refuses to convert more than 4,300 digits. Longer integers are an error; shorter ones, however large,
+# are read (a field that is ignored may hold one).
+MAX_NUMBER_DIGITS = 1000
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a str every surrogate is a lone one (pairs are decoded)
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:]')  # the strings and brackets of a JSON text
 
@@ -63,7 +66,7 @@ def _label(parts: list[Any]) -> str:
 
 
 class _Huge(int):
-    """An integer literal too long to convert (Python refuses more than 4,300 digits): kept as its length."""
+    """An integer literal longer than MAX_NUMBER_DIGITS: kept as its length."""
 
 
 class _Constant(float):
@@ -71,7 +74,7 @@ class _Constant(float):
 
 
 def _parse_int(text: str) -> int:
-    return int(text) if len(text) <= 40 else _Huge(len(text))
+    return int(text) if len(text) <= MAX_NUMBER_DIGITS else _Huge(len(text))
 
 
 def _parse_constant(text: str) -> float:
@@ -108,7 +111,8 @@ def _too_deep(raw: bytes, limit: int) -> list[Any] | None:
 
 
 def _problems(value: Any, parts: list[Any], found: list[BodyProblem]) -> None:
-    """What a strict JSON reader refuses in a value Python's reader accepted (lone surrogates, NaN, huge numbers)."""
+    """What a strict JSON reader refuses in a value Python's reader accepted: lone surrogates, NaN and Infinity, a
+    float beyond a double, more than MAX_NUMBER_DIGITS digits."""
     if len(found) >= 10:
         return
     if isinstance(value, str):
@@ -123,10 +127,7 @@ def _problems(value: Any, parts: list[Any], found: list[BodyProblem]) -> None:
                                  "a number from -1.7976931348623157e308 to 1.7976931348623157e308"))
     elif isinstance(value, _Huge):
         found.append(BodyProblem(_pointer(parts), f"{_label(parts)} is a number of {int(value)} digits, out of "
-                                 "range.", "a number from -2^63 to 2^64 - 1"))
-    elif isinstance(value, int) and not isinstance(value, bool) and not _INT64[0] <= value <= _INT64[1]:
-        found.append(BodyProblem(_pointer(parts), f"{_label(parts)} is a number out of range.",
-                                 "a number from -2^63 to 2^64 - 1"))
+                                 "range.", f"a number of at most {MAX_NUMBER_DIGITS} digits"))
     elif isinstance(value, dict):
         for name, item in value.items():
             if _surrogates(name):
