@@ -394,3 +394,40 @@ def test_serve_flags_and_their_environment_variables_set_the_limits() -> None:
     finally:
         process.terminate()
         process.wait(15)
+
+
+@pytest.mark.parametrize("kind", ["memory", "redis"])
+def test_commit_charges_and_stores_as_one_step(kind: str, request: pytest.FixtureRequest) -> None:
+    """Charges and stores a call's records and jobs together, or (balance short) none of them, in both stores."""
+    from mockserver.redis_store import RedisStore
+
+    store = MemoryStore() if kind == "memory" else RedisStore(request.getfixturevalue("redis_url"))
+    try:
+        store.set_balance("apibox", "k", 15)
+        job = {"kind": "separation_done", "args": ["t1"], "label": "apibox vocal-removal t1"}
+        made = store.commit("apibox", "k", 10, [("apibox_task", "t1", {"id": "t1", "n": 1})], [(5.0, job)])
+        assert made == {"credits": 5.0, "extra_credits": 0.0}
+        assert store.get("apibox_task", "t1") == {"id": "t1", "n": 1} and store.pending_jobs() == [(5.0, job["label"])]
+        short = store.commit("apibox", "k", 10, [("apibox_task", "t2", {"id": "t2"})], [(6.0, job)])
+        assert short is None and store.get("apibox_task", "t2") is None and store.job_count() == 1
+        assert store.balance("apibox", "k") == {"credits": 5.0, "extra_credits": 0.0}
+        assert [j["args"] for _id, _due, j in store.claim_due(10.0, 10)] == [["t1"]]
+    finally:
+        store.close()
+
+
+def test_a_stage_job_that_runs_again_sends_nothing_twice(client: httpx.Client, mock: MockHandle,
+                                                         receiver: CallbackReceiver) -> None:
+    """Runs a generation's stage jobs a second time (as a claim reclaimed from a dead worker would): the deliveries
+    already made keep their one record each and nothing is POSTed again."""
+    task_id = client.post("/api/v1/generate", json={**GENERATE, "callBackUrl": receiver.endpoint("gen")}).json()[
+        "data"]["taskId"]
+    mock.advance(60)
+    first = mock.callbacks()
+    assert [d["state"] for d in first] == ["delivered"] * 3 and len(receiver.deliveries) == 3
+    scheduler = mock.app.state.mock.scheduler
+    now = mock.control.get("/__mock/clock").json()["now"]
+    for stage in ("text", "first", "complete"):
+        scheduler.at(now, "generation_stage", task_id, stage, label=f"again {stage}")
+    assert mock.advance(1)["ran"] == 3
+    assert mock.callbacks() == first and len(receiver.deliveries) == 3
