@@ -185,10 +185,18 @@ class Scheduler:
         target = self.clock.now() + seconds
         ran = 0
         self.store.reclaim()  # jobs a dead worker had claimed are owed: they run in this step too
-        while (due := self.store.next_due()) is not None and due <= target:
-            instant = max(due, self.clock.now())
-            self.clock.set(instant)
-            ran += await self._run_batch(instant)
+        # A manual clock's worker holds claims only while it advances: it beats only then (an idle mock does
+        # nothing in the background).
+        beat = asyncio.get_running_loop().create_task(self._beat()) if self.store.shared and \
+            self._heartbeat is None else None
+        try:
+            while (due := self.store.next_due()) is not None and due <= target:
+                instant = max(due, self.clock.now())
+                self.clock.set(instant)
+                ran += await self._run_batch(instant)
+        finally:
+            if beat is not None:
+                beat.cancel()
         self.clock.set(max(target, self.clock.now()))
         if self._wake is not None:
             self._wake.set()
@@ -197,7 +205,7 @@ class Scheduler:
     # -- real-time runner -------------------------------------------------------------------------
     def start(self) -> None:
         """Start the background runner (real clock only; a manual clock moves only by `advance`)."""
-        if self.store.shared and self._heartbeat is None:
+        if self.clock.mode == "real" and self.store.shared and self._heartbeat is None:
             self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         if self.clock.mode == "real" and self._runner is None:
             self._wake = asyncio.Event()
