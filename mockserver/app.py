@@ -12,6 +12,7 @@ import contextlib
 import functools
 import gc
 import hashlib
+import itertools
 import logging
 import random
 import re
@@ -77,7 +78,9 @@ def _journal_body(req: MockRequest) -> bytes | None:
         return b'"<invalid JSON>"'
     if len(req.raw_body) > _JOURNAL_BODY_BYTES:
         return codec.dumps(f"<a JSON body of {len(req.raw_body)} bytes, too large to keep>")
-    return codec.exact_size(encode(req.body))
+    # JSON the mock read without a problem reads back the same with `codec.loads` (nothing deeper than the limit,
+    # no lone surrogate, no number it refused): kept as sent, which costs nothing.
+    return req.raw_body
 
 
 class _CallStore:
@@ -87,6 +90,8 @@ class _CallStore:
     half-way changes nothing, and one that is charged has made its resource.
     """
 
+    __slots__ = ("_store", "writes")
+
     def __init__(self, store: Store) -> None:
         self._store = store
         self.writes: dict[tuple[str, str], Record] = {}
@@ -95,11 +100,13 @@ class _CallStore:
         return getattr(self._store, name)
 
     def put(self, kind: str, rid: str, record: Record) -> None:
-        self.writes[(kind, rid)] = codec.loads(codec.pack(record))  # a copy, as the store keeps
+        # Kept as given until the commit, which follows the action at once (an action does not change a record
+        # after storing it); reads get a copy, as from the store.
+        self.writes[(kind, rid)] = record
 
     def get(self, kind: str, rid: str) -> Record | None:
         held = self.writes.get((kind, rid))
-        return dict(held) if held is not None else self._store.get(kind, rid)
+        return codec.loads(codec.pack(held)) if held is not None else self._store.get(kind, rid)
 
     def update(self, kind: str, rid: str, changes: Record) -> Record | None:
         record = self.get(kind, rid)
@@ -339,7 +346,7 @@ class Mock:
             return self._no_route(method, path, allowed)
         limits = self.config.limits
         headers = scope_headers(scope)
-        size = sum(len(name) + len(value) for name, value in scope["headers"])
+        size = sum(map(len, itertools.chain.from_iterable(scope["headers"])))
         if size > limits.max_header_bytes:
             largest = max(scope["headers"], key=lambda pair: len(pair[1]))[0].decode("latin-1")
             return self._refuse_early(op, method, path, "validation", 400, (
@@ -461,11 +468,14 @@ class Mock:
         # resource was made, and a call that fails half-way (a bug of the mock's) leaves nothing behind.
         held = _CallStore(self.store)
         ctx.store = cast(Store, held)
-        with self.scheduler.held() as jobs:
+        jobs = self.scheduler.hold()
+        try:
             reply = action.run(ctx)
             raw = encode(reply.body)  # an answer that cannot be sent must not be paid for
-        if (held.writes or jobs or outcome.cost) and \
-                self.store.commit(provider, ctx.api_key, outcome.cost, held.records(), jobs) is None:
+        finally:
+            self.scheduler.release()
+        if (held.writes or jobs or outcome.cost) and self.store.commit(
+                provider, ctx.api_key, outcome.cost, held.records() if held.writes else [], jobs) is None:
             return self._spent(op, violations)  # nothing of the call was stored
         if jobs:
             self.scheduler.wake()

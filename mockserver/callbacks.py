@@ -22,6 +22,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -59,6 +60,7 @@ def apibox_signature(key: str, task_id: str, timestamp: str) -> str:
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
+_HTTP_URL = re.compile(r"(?i)https?://[^/?#@:\[\]\s]+(?::[0-9]{1,5})?(?:[/?#]|$)")  # a plain host and port
 
 
 def refused_target(url: str | None, allow_hosts: tuple[str, ...]) -> str | None:
@@ -67,6 +69,8 @@ def refused_target(url: str | None, allow_hosts: tuple[str, ...]) -> str | None:
     It must be an http(s) URL with a host; with `allow_hosts` its host must be one of them, exactly or under a
     `*.domain` entry, and an entry that names a port (`host:port`, `[::1]:8080`) allows that port only.
     """
+    if not allow_hosts and url and _HTTP_URL.match(url):  # the usual case, without parsing the URL
+        return None
     try:
         parts = urlsplit(url or "")
         host, port = (parts.hostname or "").lower(), parts.port

@@ -134,16 +134,16 @@ class Scheduler:
         if self._wake is not None:
             self._wake.set()
 
-    @contextlib.contextmanager
-    def held(self) -> Iterator[list[tuple[float, dict[str, Any]]]]:
-        """Within the block, jobs are collected instead of queued: the caller stores them together with what the
-        call made (`Store.commit`), or drops them when the call fails. Used inside one synchronous step only."""
-        held: list[tuple[float, dict[str, Any]]] = []
-        previous, self._held = self._held, held
-        try:
-            yield held
-        finally:
-            self._held = previous
+    def hold(self) -> list[tuple[float, dict[str, Any]]]:
+        """From now until `release`, jobs are collected in the list returned instead of queued: the caller stores
+        them together with what the call made (`Store.commit`), or drops them when the call fails. For one
+        synchronous step only (nothing else runs in between)."""
+        self._held = []
+        return self._held
+
+    def release(self) -> None:
+        """Queue jobs again as they come (see `hold`)."""
+        self._held = None
 
     def after(self, delay: float, kind: str, *args: Any, label: str = "") -> None:
         self.at(self.clock.now() + delay, kind, *args, label=label)

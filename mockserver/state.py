@@ -275,13 +275,16 @@ class MemoryStore(Store):
         account = self._account(provider, api_key)
         if cost > 0 and account["credits"] + account["extra_credits"] < cost:
             return None
-        encoded = [(kind, rid, dumps(record)) for kind, rid, record in records]  # fails before anything changes
-        balance = self.charge(provider, api_key, cost)
+        encoded = [(kind, rid, dumps(record)) for kind, rid, record in records] if records else ()  # may fail: first
+        if cost > 0:
+            from_extra = min(account["extra_credits"], cost)
+            account["extra_credits"] -= from_extra
+            account["credits"] -= cost - from_extra
         for kind, rid, raw in encoded:
             self._resources.setdefault(kind, {})[rid] = raw
         for due, job in jobs:
             self.schedule(due, job)
-        return balance
+        return dict(account)
 
     def _window(self, key: str, now: float, window: float) -> deque[float]:
         hits = self._windows.setdefault(key, deque())
