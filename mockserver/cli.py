@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import click
 import uvicorn
@@ -29,22 +29,35 @@ def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None,
     and they share the listening socket and the store.
     """
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    http = _bounded_protocol(config)
     if workers > 1:
         os.environ[WORKER_CONFIG] = json.dumps(dataclasses.asdict(config))
         os.environ[WORKER_LOG_LEVEL] = log_level  # the workers journal tracebacks only at debug, as one process does
         uvicorn.run("mockserver.cli:worker_app", factory=True, workers=workers, host=config.host, port=config.port,
-                    log_level=log_level, access_log=False)
+                    log_level=log_level, access_log=False, http=http)
         return
     app = app or create_app(config)
     app.freeze_heap = True
-    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, access_log=False)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, access_log=False, http=http)
+
+
+def _bounded_protocol(config: MockConfig) -> Any:
+    """uvicorn's httptools protocol with the request head bounded (see mockserver.protocol), else uvicorn's own."""
+    try:
+        from .protocol import BoundedHttpToolsProtocol, head_bound
+    except ImportError:  # httptools is not installed: h11 bounds a head itself (16 KiB)
+        return "auto"
+    BoundedHttpToolsProtocol.max_head_bytes = head_bound(config.limits.max_header_bytes)
+    return BoundedHttpToolsProtocol
 
 
 def worker_app() -> MockApp:
     """The app of one worker process of `stemmock serve --workers N`."""
     level = os.environ.get(WORKER_LOG_LEVEL, "info").upper()
     logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(config_from_dict(json.loads(os.environ[WORKER_CONFIG])))
+    config = config_from_dict(json.loads(os.environ[WORKER_CONFIG]))
+    _bounded_protocol(config)  # this process's protocol class gets the bound too
+    app = create_app(config)
     app.freeze_heap = True
     return app
 

@@ -391,6 +391,17 @@ def test_serve_flags_and_their_environment_variables_set_the_limits() -> None:
             assert _raw(c, "POST", "/api/v1/sonic/vox", b" " * 101).status_code == 413
             deep = _raw(c, "POST", "/api/v1/sonic/vox", b'{"clip_id": [[1]]}')
             assert deep.status_code == 400 and "nested more than 2 levels" in deep.json()["message"]
+            # A head far over limits.max_header_bytes is refused as it arrives, before it is parsed.
+            with socket.create_connection(("127.0.0.1", port), timeout=10) as sock:
+                try:
+                    sock.sendall(b"GET /api/v1/get-credits HTTP/1.1\r\nHost: t\r\nAuthorization: Bearer " +
+                                 b"k" * (10 * 1024 * 1024) + b"\r\n\r\n")
+                except OSError:
+                    pass  # closed under the sender: the rest is never read
+                answer = sock.recv(65536)
+            assert answer.startswith(b"HTTP/1.1 431 ") and b"connection: close" in answer
+            assert b'"The request head is more than 1048576 bytes long' in answer
+            assert c.get("/api/v1/get-credits").status_code == 200
     finally:
         process.terminate()
         process.wait(15)
