@@ -19,10 +19,10 @@ from . import codec
 NO_BODY: Any = object()  # the request carried no body at all
 BAD_JSON: Any = object()  # the body is not JSON, or JSON the mock refuses (see `BodyProblem`)
 DEFAULT_MAX_DEPTH = 64
-# The longest number literal a JSON reader takes (Jackson's StreamReadConstraints default maxNumberLength); Python
-# itself refuses to convert more than 4,300 digits. Longer integers are an error; shorter ones, however large,
-# are read (a field that is ignored may hold one).
-MAX_NUMBER_DIGITS = 1000
+# An integer literal is read, however large, while a double can hold it (as JavaScript and Go read numbers; a
+# field that is ignored may hold a 35-digit one); beyond that (309 digits) it is out of range, as 1e400 is.
+# Python itself refuses to convert more than 4,300 digits.
+_DOUBLE_RANGE = "a number from -1.7976931348623157e308 to 1.7976931348623157e308"
 _SURROGATE = re.compile("[\ud800-\udfff]")  # in a str every surrogate is a lone one (pairs are decoded)
 _TOKENS = re.compile(rb'"(?:[^"\\]|\\.)*"|[\[\]{}:]')  # the strings and brackets of a JSON text
 
@@ -66,7 +66,7 @@ def _label(parts: list[Any]) -> str:
 
 
 class _Huge(int):
-    """An integer literal longer than MAX_NUMBER_DIGITS: kept as its length."""
+    """An integer literal beyond what a double holds: kept as its number of digits."""
 
 
 class _Constant(float):
@@ -74,7 +74,17 @@ class _Constant(float):
 
 
 def _parse_int(text: str) -> int:
-    return int(text) if len(text) <= MAX_NUMBER_DIGITS else _Huge(len(text))
+    digits = len(text.lstrip("-"))
+    if digits < 309:
+        return int(text)
+    if digits <= 310:
+        value = int(text)
+        try:
+            float(value)
+            return value
+        except OverflowError:
+            pass
+    return _Huge(digits)
 
 
 def _parse_constant(text: str) -> float:
@@ -112,7 +122,7 @@ def _too_deep(raw: bytes, limit: int) -> list[Any] | None:
 
 def _problems(value: Any, parts: list[Any], found: list[BodyProblem]) -> None:
     """What a strict JSON reader refuses in a value Python's reader accepted: lone surrogates, NaN and Infinity, a
-    float beyond a double, more than MAX_NUMBER_DIGITS digits."""
+    number beyond a double."""
     if len(found) >= 10:
         return
     if isinstance(value, str):
@@ -124,10 +134,10 @@ def _problems(value: Any, parts: list[Any], found: list[BodyProblem]) -> None:
                                  "which JSON does not allow.", "a finite number"))
     elif isinstance(value, float) and not math.isfinite(value):
         found.append(BodyProblem(_pointer(parts), f"{_label(parts)} is a number out of range (beyond a double).",
-                                 "a number from -1.7976931348623157e308 to 1.7976931348623157e308"))
+                                 _DOUBLE_RANGE))
     elif isinstance(value, _Huge):
         found.append(BodyProblem(_pointer(parts), f"{_label(parts)} is a number of {int(value)} digits, out of "
-                                 "range.", f"a number of at most {MAX_NUMBER_DIGITS} digits"))
+                                 "range.", _DOUBLE_RANGE))
     elif isinstance(value, dict):
         for name, item in value.items():
             if _surrogates(name):
