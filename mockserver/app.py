@@ -11,26 +11,41 @@ import asyncio
 import contextlib
 import functools
 import gc
+import hashlib
+import itertools
 import logging
 import random
 import re
 import traceback
 from collections.abc import AsyncIterator
-from typing import Any
+from typing import Any, cast
+from urllib.parse import quote
 
 from starlette.applications import Starlette
-from starlette.requests import Request
+from starlette.requests import ClientDisconnect, Request
 from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
 from . import audio, codec, covers
 from .actions import Action, Context, load_actions
-from .callbacks import Deliveries, host_allowed
+from .callbacks import Deliveries, refused_target
 from .clock import Clock, Scheduler
 from .config import MockConfig, RateLimit, parse_instant
 from .control import HANDLERS as CONTROL
-from .request import BAD_JSON, NO_BODY, MockRequest, read_body, scope_headers, scope_query, url_path
+from .request import (
+    BAD_JSON,
+    NO_BODY,
+    BodyTimeout,
+    BodyTooLarge,
+    BodyWatch,
+    MockRequest,
+    printable,
+    read_body,
+    scope_headers,
+    scope_query,
+    url_path,
+)
 from .responses import JsonResponse, encode, error_body, json_response, render_outcome
 from .scenarios import (
     Outcome,
@@ -45,7 +60,7 @@ from .scenarios import (
     rejection,
 )
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
-from .state import CallState, CountedRandom, Store, open_store
+from .state import CallState, CountedRandom, Record, Store, open_store
 from .validation import iter_violations
 from .wire import RAW_SEND, WireFaultResponse
 
@@ -53,7 +68,67 @@ log = logging.getLogger("stemmock")
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _METHODS = frozenset(ALL_METHODS)
 _CATCH_ALL = re.compile(r"^/.*$")  # what the route `/{path:path}` matches
-_SERVER_ERROR = PlainTextResponse("Internal Server Error", status_code=500)  # Starlette's answer to an unhandled error
+_SERVER_ERROR = PlainTextResponse("Internal Server Error", status_code=500, headers={"Connection": "close"})
+_JOURNAL_BODY_BYTES = 64 * 1024  # a request body kept in the journal at most (the ring holds a thousand)
+
+
+@functools.lru_cache(maxsize=4096)
+def redact(api_key: str | None) -> str | None:
+    """An API key as the journal shows it: a prefix and a short stable hash, so that one key's calls still group."""
+    if api_key is None:
+        return None
+    digest = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{printable(api_key[:min(4, len(api_key) // 2)])}…{digest}"
+
+
+def _journal_body(req: MockRequest) -> bytes | None:
+    """The request body as the journal keeps it, encoded now: None (no body), or JSON text that reads back."""
+    if req.body is NO_BODY:
+        return None
+    if req.body is BAD_JSON:
+        return b'"<invalid JSON>"'
+    if len(req.raw_body) > _JOURNAL_BODY_BYTES:
+        return codec.dumps(f"<a JSON body of {len(req.raw_body)} bytes, too large to keep>")
+    # JSON the mock read without a problem reads back the same with `codec.loads` (nothing deeper than the limit,
+    # no lone surrogate, no number it refused): kept as sent, which costs nothing.
+    return req.raw_body
+
+
+class _CallStore:
+    """The store as one call's action sees it: what the action writes is held until the call commits.
+
+    The writes, the charge and the jobs then reach the store in one step (`Store.commit`), so a call that fails
+    half-way changes nothing, and one that is charged has made its resource.
+    """
+
+    __slots__ = ("_store", "writes")
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        self.writes: dict[tuple[str, str], Record] = {}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def put(self, kind: str, rid: str, record: Record) -> None:
+        # Kept as given until the commit, which follows the action at once (an action does not change a record
+        # after storing it); reads get a copy, as from the store.
+        self.writes[(kind, rid)] = record
+
+    def get(self, kind: str, rid: str) -> Record | None:
+        held = self.writes.get((kind, rid))
+        return codec.loads(codec.pack(held)) if held is not None else self._store.get(kind, rid)
+
+    def update(self, kind: str, rid: str, changes: Record) -> Record | None:
+        record = self.get(kind, rid)
+        if record is None:
+            return None
+        record.update(changes)
+        self.put(kind, rid, record)
+        return record
+
+    def records(self) -> list[tuple[str, str, Record]]:
+        return [(kind, rid, record) for (kind, rid), record in self.writes.items()]
 
 
 class Router:
@@ -114,12 +189,12 @@ class _RequestView:
         self._state: CallState | None = None  # read with the script step; dropped by `forget_reads`
 
     def precheck(self) -> Refusal | None:
-        for callback in self.op.callbacks.values():  # the configured allow-list of callback hosts
+        for callback in self.op.callbacks.values():  # an http(s) URL, on the configured allow-list of hosts
             url = self.ctx.req.json.get(callback.url_field or "")
-            if isinstance(url, str) and not host_allowed(url, self.mock.config.callbacks.allow_hosts):
+            refused = refused_target(url, self.mock.config.callbacks.allow_hosts) if isinstance(url, str) else None
+            if refused is not None:
                 code = outcome_code(self.op, "validation", 400)
-                return Refusal(code, f"{callback.url_field}: the host of {url!r} is not allowed; expected one of "
-                                     f"{', '.join(self.mock.config.callbacks.allow_hosts)}.", "callback host refused")
+                return Refusal(code, f"{callback.url_field}: {refused}", "callback target refused")
         return self.action.precheck(self.ctx) if self.action else None
 
     def balance(self) -> dict[str, float]:
@@ -191,6 +266,7 @@ class Mock:
         self.clock = Clock(config.clock, config.clock_start, self.store)
         self.scheduler = Scheduler(self.clock, self.store, config.callbacks.concurrency)
         self.deliveries = Deliveries(self.store, self.clock, self.scheduler, config)
+        self._body_watch = BodyWatch()
         self._seed_rngs()
 
     def _seed_rngs(self) -> None:
@@ -244,10 +320,34 @@ class Mock:
         """ASGI: a provider or control-plane request, read from the scope and answered with raw `send`."""
         try:
             response = await self.respond(scope, receive)
-        except Exception:
-            await _SERVER_ERROR(scope, receive, send)  # as Starlette answers an unhandled error; the server logs it
-            raise
+        except ClientDisconnect:
+            return  # nobody is left to answer
+        except Exception as exc:  # the mock's own bug outside a provider call: the provider's 500, never a bare one
+            response = self._own_error(scope, exc)
         await response(scope, receive, send)
+
+    def _own_error(self, scope: Scope, exc: Exception) -> JsonResponse | PlainTextResponse:
+        """The answer to an error of the mock's own outside `handle`: logged with its traceback, journaled, and
+        answered in the shape of the provider the path belongs to (the connection is closed: part of the
+        request may be unread)."""
+        log.exception("%s %s failed", scope.get("method"), scope.get("path"))
+        try:
+            path = url_path(scope["path"])
+            spec = self.router.provider_of(path)
+            record: Record = {"time": self.clock.now(), "operation": None, "method": scope.get("method"),
+                              "path": printable(path), "outcome": {"kind": "error", "code": 500,
+                                                                   "reason": f"mock error: {type(exc).__name__}"}}
+            if log.isEnabledFor(logging.DEBUG):
+                record["error"] = traceback.format_exc()
+            self.store.record(record)
+            if spec is None:
+                return json_response(500, {"code": 500, "message": "The mock failed; see its log."},
+                                     {"Connection": "close"})
+            status, body = error_body(spec.provider, 500, spec.provider.messages.get(500, "Internal Server Error"))
+            return json_response(status, body, {"Connection": "close"})
+        except Exception:  # even the journal is failing: Starlette's own answer
+            log.exception("answering the mock's own error failed")
+            return _SERVER_ERROR
 
     async def respond(self, scope: Scope, receive: Receive) -> JsonResponse | WireFaultResponse:
         """Route the request and read it: the provider's 404/405, the control plane's answer, or `handle`'s."""
@@ -255,11 +355,51 @@ class Mock:
         op, allowed, params = self.router.match(method, path)
         if op is None:
             return self._no_route(method, path, allowed)
-        req = MockRequest(method, path, scope_headers(scope), scope_query(scope), await read_body(receive), params,
-                          self.base_url(scope))
+        limits = self.config.limits
+        headers = scope_headers(scope)
+        size = sum(map(len, itertools.chain.from_iterable(scope["headers"])))
+        if size > limits.max_header_bytes:
+            largest = max(scope["headers"], key=lambda pair: len(pair[1]))[0].decode("latin-1")
+            return self._refuse_early(op, method, path, "validation", 400, (
+                f"The request headers are {size} bytes long ({largest} is the longest); at most "
+                f"{limits.max_header_bytes} bytes are allowed."), close=False)
+        announced = headers.get("content-length", "")
+        if announced and (len(announced) > 18 or (announced.isdigit() and int(announced) > limits.max_body_bytes)):
+            return self._too_large(op, method, path, announced)
+        # Only a body that was announced can keep the call waiting; the usual request has it all already.
+        timeout = limits.body_timeout if announced not in ("", "0") or "transfer-encoding" in headers else None
+        try:
+            raw = await read_body(receive, limits.max_body_bytes, timeout, self._body_watch)
+        except BodyTooLarge:
+            return self._too_large(op, method, path, "more than " + str(limits.max_body_bytes))
+        except BodyTimeout:
+            return self._refuse_early(op, method, path, "timeout", 408, (
+                f"The request body did not arrive within {limits.body_timeout:g} s; expected the "
+                "announced body in full."))
+        req = MockRequest(method, path, headers, scope_query(scope), raw, params, self.base_url(scope),
+                          max_depth=limits.max_json_depth)
         if op.provider.name == "control":
             return await self._control(op, req)
         return await self.handle(op, req)
+
+    def _too_large(self, op: Operation, method: str, path: str, size: str) -> JsonResponse:
+        return self._refuse_early(op, method, path, "too_large", 413, (
+            f"The request body is {size} bytes long; at most {self.config.limits.max_body_bytes} bytes are "
+            "allowed."))
+
+    def _refuse_early(self, op: Operation, method: str, path: str, cause: str, code: int, message: str,
+                      close: bool = True) -> JsonResponse:
+        """A request refused before its body is read (or in full): the provider's answer, and the connection closed
+        when part of the body may still be on the way."""
+        code = outcome_code(op, cause, code) if op.provider.name != "control" else code
+        if op.provider.name == "control":
+            status, body = code, {"code": code, "message": message}
+        else:
+            status, body = error_body(op.provider, code, message)
+        self.store.record({"time": self.clock.now(), "operation": op.operation_id, "provider": op.provider.name,
+                           "method": method, "path": path,
+                           "outcome": {"kind": "rejected", "code": code, "reason": f"limit: {message}"}})
+        return json_response(status, body, {"Connection": "close"} if close else None)
 
     async def handle(self, op: Operation, req: MockRequest) -> JsonResponse | WireFaultResponse:
         """One provider call: validate, decide, apply, render, journal."""
@@ -281,20 +421,27 @@ class Mock:
         """(status, encoded body, headers, outcome) of one call, journaled."""
         try:
             status, body, headers, outcome, violations = self._answer(op, req)
-            raw = encode(body)
+            raw = body if isinstance(body, bytes) else encode(body)
         except Exception as exc:  # never a bare 500: the provider's own server error, and the cause journaled
+            # Nothing the call made was committed (see `_answer`): there is nothing to roll back.
             log.exception("%s failed", op.key)
-            outcome = Outcome("error", 500, f"mock error: {type(exc).__name__}: {exc}", op.message_for(500))
+            outcome = Outcome("error", 500, f"mock error: {type(exc).__name__}", op.message_for(500))
             status, body = error_body(op.provider, 500, outcome.message or "Internal Server Error")
-            headers = {}
-            self.store.record({"time": self.clock.now(), "operation": op.operation_id, "method": req.method,
-                               "path": req.path, "outcome": outcome.as_dict(), "error": traceback.format_exc()})
-            return status, encode(body), headers, outcome
+            record: Record = {"time": self.clock.now(), "operation": op.operation_id, "provider": op.provider.name,
+                              "method": req.method, "path": req.path, "api_key": redact(req.api_key),
+                              "outcome": outcome.as_dict(), "response": {"status": status, "headers": {},
+                                                                         "body": body}}
+            if log.isEnabledFor(logging.DEBUG):  # file paths and values: only for whoever runs the mock
+                record["error"] = traceback.format_exc()
+            self.store.record(record)
+            return status, encode(body), {}, outcome
         # The journal keeps the call's parts in one tuple and builds the record when it is read. A record built
         # now (or a closure over the parts) would leave a score of objects per call for the garbage collector
-        # to walk again and again until the journal drops them: pauses of several ms under load.
-        self.store.record(_Exchange((self.clock.now(), op, req.method, req.path, req.api_key, req.query, req.body,
-                                     tuple(violations), outcome, status, headers, codec.exact_size(raw))))
+        # to walk again and again until the journal drops them: pauses of several ms under load. Every part is
+        # encoded now, so that reading it back never fails.
+        self.store.record(_Exchange((self.clock.now(), op, req.method, req.path, req.api_key, req.query,
+                                     _journal_body(req), tuple(violations), outcome, status, headers,
+                                     codec.exact_size(raw))))
         return status, raw, headers, outcome
 
     def _answer(self, op: Operation, req: MockRequest) -> tuple[int, Any, dict[str, str], Outcome, list[Any]]:
@@ -327,17 +474,47 @@ class Mock:
         if outcome.kind != "success":
             status, body, headers = render_outcome(op, outcome)
             return status, body, headers, outcome, violations
-        if outcome.cost and self.store.charge(provider, ctx.api_key, outcome.cost) is None:
-            # The balance changed between decide and charge (another worker spent it): refuse, charge nothing.
-            outcome = error(op, "credits", 403, "credits: spent by a concurrent call")
-            status, body, headers = render_outcome(op, outcome)
-            return status, body, headers, outcome, violations
         if action is None:
+            if outcome.cost and self.store.commit(provider, ctx.api_key, outcome.cost, [], []) is None:
+                return self._spent(op, violations)
             status, body = self._first_example(op)
             return status, body, {}, outcome, violations
         ctx.scenario, ctx.task_outcome = outcome.scenario, outcome.task_outcome
-        reply = action.run(ctx)
-        return reply.status, reply.body, dict(reply.headers), outcome, violations
+        made = self._run_and_commit(action, ctx, outcome.cost)
+        if made is None:
+            return self._spent(op, violations)  # nothing of the call was stored
+        reply, raw = made
+        return reply.status, raw, dict(reply.headers), outcome, violations
+
+    def _run_and_commit(self, action: Action, ctx: Context, cost: float) -> tuple[Any, bytes] | None:
+        """(reply, encoded body) of the action, its writes, jobs and charge stored in one step; None: not stored.
+
+        What the action makes is held, then charged and stored as one step: a call is charged only if its
+        resource was made, and a call that fails half-way (a bug of the mock's) leaves nothing behind.
+        """
+        real = ctx.store
+        held = _CallStore(self.store)
+        ctx.store = cast(Store, held)
+        jobs = self.scheduler.hold()
+        try:
+            reply = action.run(ctx)
+            raw = encode(reply.body)  # an answer that cannot be sent must not be paid for
+        finally:
+            self.scheduler.release()
+            ctx.store = real
+        if (held.writes or jobs or cost) and self.store.commit(
+                ctx.op.provider.name, ctx.api_key, cost, held.records() if held.writes else [], jobs) is None:
+            return None
+        if jobs:
+            self.scheduler.wake()
+        return reply, raw
+
+    @staticmethod
+    def _spent(op: Operation, violations: list[Any]) -> tuple[int, Any, dict[str, str], Outcome, list[Any]]:
+        """The balance changed between decide and charge (another worker spent it): refuse, charge nothing."""
+        outcome = error(op, "credits", 403, "credits: spent by a concurrent call")
+        status, body, headers = render_outcome(op, outcome)
+        return status, body, headers, outcome, violations
 
     def _example_with_ids(self, op: Operation, outcome: Outcome, action: Action,
                           ctx: Context) -> tuple[int, Any] | None:
@@ -355,12 +532,12 @@ class Mock:
             return None
         key = cost_key(op, ctx.req)
         cost = float(self.costs[op.provider.name].get(key, 0)) if key else 0.0
-        if cost and self.store.charge(op.provider.name, ctx.api_key, cost) is None:
+        ctx.example = body
+        made = self._run_and_commit(action, ctx, cost)
+        if made is None:
             return None
         outcome.cost = cost
-        ctx.example = body
-        reply = action.run(ctx)
-        return status, adopt_ids(body, reply.body)
+        return status, adopt_ids(body, made[0].body)
 
     async def _control(self, op: Operation, req: MockRequest) -> JsonResponse:
         token = self.config.admin_token
@@ -402,13 +579,25 @@ class Mock:
 
     # -- files ------------------------------------------------------------------------------------------------
     async def serve_file(self, request: Request) -> Response | JsonResponse:
+        try:
+            return self._file(request)
+        except Exception as exc:  # the mock's own bug: a JSON 500 (logged), never a dropped connection
+            log.exception("serving %r failed", request.url.path)
+            self.store.record({"time": self.clock.now(), "operation": "download", "provider": "files",
+                               "method": request.method, "path": printable(request.url.path),
+                               "outcome": {"kind": "error", "code": 500,
+                                           "reason": f"mock error: {type(exc).__name__}"}})
+            return json_response(500, {"code": 500, "message": "The file could not be served; see the mock's log."},
+                                 {"Connection": "close"})
+
+    def _file(self, request: Request) -> Response | JsonResponse:
         ref = audio.parse_file_path(request.url.path)
         if ref is None or self.clock.now_ms() - ref.created_ms > self.config.file_retention * 1000:
             return json_response(404, {"code": 404, "message": "File not found or expired."})
         cover = covers.jpeg_bytes(ref.file_id) if ref.is_cover else None
         size = len(cover) if cover is not None else audio.mp3_size(ref.duration_ms)
         headers = {"Accept-Ranges": "bytes", "Content-Type": covers.CONTENT_TYPE if cover else audio.CONTENT_TYPE,
-                   "Content-Disposition": f'inline; filename="{ref.name}"',
+                   "Content-Disposition": content_disposition(ref.name),
                    "Cache-Control": "public, max-age=1209600"}
         span = audio.byte_range(request.headers.get("range"), size)
         if span is False:
@@ -423,7 +612,7 @@ class Mock:
         response.headers["Content-Length"] = str(end - start + 1)
         # Downloads are journaled too, so the contract kit can tell a result processed twice.
         self.store.record({"time": self.clock.now(), "operation": "download", "provider": "files",
-                           "method": request.method, "path": request.url.path,
+                           "method": request.method, "path": printable(request.url.path),
                            "outcome": {"kind": "file", "code": status, "reason": "file served"}})
         return response
 
@@ -449,16 +638,31 @@ class _Exchange(tuple):  # type: ignore[type-arg]
 
     __slots__ = ()
 
+    @property
+    def operation_id(self) -> str:
+        return str(self[1].operation_id)
+
     def __call__(self) -> dict[str, Any]:
         now, op, method, path, api_key, query, body, violations, outcome, status, headers, raw = self
         return {
             "time": now, "operation": op.operation_id, "provider": op.provider.name,
-            "method": method, "path": path, "api_key": api_key,
-            "request": {"query": query, "body": None if body is NO_BODY else
-                        "<invalid JSON>" if body is BAD_JSON else body},
+            "method": method, "path": path, "api_key": redact(api_key),
+            "request": {"query": query, "body": None if body is None else codec.loads(body)},
             "violations": [v.as_dict() for v in violations], "outcome": outcome.as_dict(),
             "response": {"status": status, "headers": dict(headers), "body": codec.loads(raw)},
         }
+
+
+_TOKEN_CHARS = re.compile(r"[^0-9A-Za-z!#$&+.^_`|~-]")  # what a quoted-string fallback may not hold, made `_`
+
+
+def content_disposition(name: str) -> str:
+    """`inline` with the file's name: an ASCII `filename` that cannot break out of its quotes, and the name itself
+    as RFC 6266 `filename*` when it is not plain ASCII (no header parameter can be injected either way)."""
+    fallback = _TOKEN_CHARS.sub("_", name)
+    if fallback == name:
+        return f'inline; filename="{name}"'
+    return f"inline; filename=\"{fallback}\"; filename*=UTF-8''{quote(printable(name), safe='')}"
 
 
 @functools.lru_cache(maxsize=256)

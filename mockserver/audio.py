@@ -20,7 +20,10 @@ _FRAME = bytes([0xFF, 0xFB, 0x14, 0xC0]) + bytes(92)
 CONTENT_TYPE = "audio/mpeg"
 # Anyone can write a file URL by hand; a bound keeps a made-up duration from allocating gigabytes.
 MAX_DURATION_MS = 20 * 60 * 1000
-_PATH = re.compile(r"^/files/(?P<created>\d+)-(?P<duration>\d+)-(?P<id>[0-9A-Za-z_-]+)/(?P<name>[^/]+\.(?:mp3|jpeg))$")
+# Bounded digit runs: a made-up 4,301-digit instant is a file that does not exist, not a number to convert. A name
+# holds no control character (a NUL or a line break cannot go into the Content-Disposition header).
+_PATH = re.compile(r"^/files/(?P<created>[0-9]{1,15})-(?P<duration>[0-9]{1,12})-(?P<id>[0-9A-Za-z_-]{1,200})/"
+                   r"(?P<name>[^/\x00-\x1f\x7f]{1,200}\.(?:mp3|jpeg))$")
 _UNSAFE_NAME = re.compile(r"[^0-9A-Za-z_.-]")
 
 

@@ -22,6 +22,7 @@ import base64
 import hashlib
 import hmac
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
@@ -58,15 +59,49 @@ def apibox_signature(key: str, task_id: str, timestamp: str) -> str:
     return base64.b64encode(hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()).decode()
 
 
-def host_allowed(url: str | None, allow_hosts: tuple[str, ...]) -> bool:
-    """Whether `url` may be called: any host when `allow_hosts` is empty, else an exact or `*.domain` match."""
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+_HTTP_URL = re.compile(r"(?i)https?://[^/?#@:\[\]\s]+(?::[0-9]{1,5})?(?:[/?#]|$)")  # a plain host and port
+
+
+def refused_target(url: str | None, allow_hosts: tuple[str, ...]) -> str | None:
+    """Why `url` may not be called back (a sentence naming the value and what was expected), or None.
+
+    It must be an http(s) URL with a host; with `allow_hosts` its host must be one of them, exactly or under a
+    `*.domain` entry, and an entry that names a port (`host:port`, `[::1]:8080`) allows that port only.
+    """
+    if not allow_hosts and url and _HTTP_URL.match(url):  # the usual case, without parsing the URL
+        return None
+    try:
+        parts = urlsplit(url or "")
+        host, port = (parts.hostname or "").lower(), parts.port
+    except ValueError:  # a port that is not a number, or out of range
+        return f"{url!r} is not a URL the mock can call; expected an http or https URL."
+    if parts.scheme.lower() not in _DEFAULT_PORTS or not host:
+        return f"{url!r} is not an http or https URL; expected a callback URL such as https://example.com/hook."
     if not allow_hosts:
-        return True
-    host = (urlsplit(url or "").hostname or "").lower()
-    for allowed in (h.lower() for h in allow_hosts):
-        if host == allowed or (allowed.startswith("*.") and host.endswith(allowed[1:])):
-            return True
-    return False
+        return None
+    port = port if port is not None else _DEFAULT_PORTS[parts.scheme.lower()]
+    for entry in allow_hosts:
+        name, wanted = _host_port(entry.lower())
+        if (host == name or (name.startswith("*.") and host.endswith(name[1:]))) and wanted in (None, port):
+            return None
+    return f"the host of {url!r} is not allowed; expected one of {', '.join(allow_hosts)}."
+
+
+def _host_port(entry: str) -> tuple[str, int | None]:
+    """`host`, `host:port`, `[v6]` or `[v6]:port` -> (host, port or None)."""
+    if entry.startswith("["):
+        host, _, rest = entry[1:].partition("]")
+        return host, int(rest[1:]) if rest.startswith(":") and rest[1:].isdigit() else None
+    host, sep, port = entry.rpartition(":")
+    if sep and port.isdigit() and ":" not in host:
+        return host, int(port)
+    return entry, None
+
+
+def host_allowed(url: str | None, allow_hosts: tuple[str, ...]) -> bool:
+    """Whether `url` may be called back (see `refused_target`)."""
+    return refused_target(url, allow_hosts) is None
 
 
 class SendError(Exception):
@@ -255,15 +290,27 @@ class Deliveries:
 
     def _new(self, provider: str, task: dict[str, Any], event: str, payload: dict[str, Any],
              scenario: str | None, **extra: Any) -> dict[str, Any]:
+        """The delivery of `event` for the task: made once. A stage job that runs again (its worker died after
+        opening the delivery) gets the delivery it opened, so it is never sent under a second record."""
+        slot = f"{task['id']}/{event}" + ("/copy" if extra.get("duplicate_of") else "")
+        known = self.store.get("delivery_slot", slot)
+        if known is not None:
+            existing = self.store.get("delivery", known["id"])
+            if existing is not None:
+                return existing
+            delivery_id = known["id"]
+        else:
+            delivery_id = self._next_id()
+            self.store.put("delivery_slot", slot, {"id": delivery_id})  # first: a record is never made twice
         url = task.get("webhook_url") or task.get("callback_url")
-        delivery = {"id": self._next_id(), "provider": provider, "task_id": task["id"], "url": url,
+        delivery = {"id": delivery_id, "provider": provider, "task_id": task["id"], "url": url,
                     "event": event, "payload": payload, "state": "pending", "attempts": [],
                     "webhook_id": str(uuid.uuid5(uuid.NAMESPACE_URL, f"{task['id']}/{event}")),
                     "secret": task.get("webhook_secret"), "scenario": scenario, "created_at": self.clock.now(),
                     "next_attempt_at": self.clock.now(), "error": None, **extra}
-        if not host_allowed(url, self.config.callbacks.allow_hosts):
-            delivery.update(state="blocked", next_attempt_at=None,
-                            error=f"host of {url!r} is not in callbacks.allow_hosts")
+        refused = refused_target(url, self.config.callbacks.allow_hosts)
+        if refused is not None:  # the config changed since the call was accepted (a restart on a shared store)
+            delivery.update(state="blocked", next_attempt_at=None, error=f"callbacks.allow_hosts: {refused}")
             log.warning("callback %s for task %s blocked: %s", delivery["id"], task["id"], delivery["error"])
         self.store.put("delivery", delivery["id"], delivery)
         return delivery
@@ -273,6 +320,8 @@ class Deliveries:
         delivery = self._new(provider, task, event, payload, scenario)
         if delivery["state"] != "pending":
             return
+        if delivery["attempts"] or (delivery.get("next_attempt_at") or 0) > self.clock.now():
+            return  # opened before by a worker that died after scheduling its next attempt: that job makes it
         if scenario == "callback_never":
             self.store.update("delivery", delivery["id"], {"state": "suppressed", "next_attempt_at": None})
             return

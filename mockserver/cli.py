@@ -8,7 +8,7 @@ import json
 import logging
 import os
 import sys
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import click
 import uvicorn
@@ -19,6 +19,7 @@ from .spec import SpecError
 
 EXIT_BAD_CONFIG = 2
 WORKER_CONFIG = "STEMMOCK_WORKER_CONFIG"  # the config, as JSON, handed to worker processes
+WORKER_LOG_LEVEL = "STEMMOCK_WORKER_LOG_LEVEL"
 
 
 def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None, workers: int = 1) -> None:
@@ -28,20 +29,35 @@ def run(config: MockConfig, log_level: str = "info", app: MockApp | None = None,
     and they share the listening socket and the store.
     """
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
+    http = _bounded_protocol(config)
     if workers > 1:
         os.environ[WORKER_CONFIG] = json.dumps(dataclasses.asdict(config))
+        os.environ[WORKER_LOG_LEVEL] = log_level  # the workers journal tracebacks only at debug, as one process does
         uvicorn.run("mockserver.cli:worker_app", factory=True, workers=workers, host=config.host, port=config.port,
-                    log_level=log_level, access_log=False)
+                    log_level=log_level, access_log=False, http=http)
         return
     app = app or create_app(config)
     app.freeze_heap = True
-    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, access_log=False)
+    uvicorn.run(app, host=config.host, port=config.port, log_level=log_level, access_log=False, http=http)
+
+
+def _bounded_protocol(config: MockConfig) -> Any:
+    """uvicorn's httptools protocol with the request head bounded (see mockserver.protocol), else uvicorn's own."""
+    try:
+        from .protocol import BoundedHttpToolsProtocol, head_bound
+    except ImportError:  # httptools is not installed: h11 bounds a head itself (16 KiB)
+        return "auto"
+    BoundedHttpToolsProtocol.max_head_bytes = head_bound(config.limits.max_header_bytes)
+    return BoundedHttpToolsProtocol
 
 
 def worker_app() -> MockApp:
     """The app of one worker process of `stemmock serve --workers N`."""
-    logging.basicConfig(level=logging.INFO, format="%(levelname)s %(name)s: %(message)s")
-    app = create_app(config_from_dict(json.loads(os.environ[WORKER_CONFIG])))
+    level = os.environ.get(WORKER_LOG_LEVEL, "info").upper()
+    logging.basicConfig(level=level, format="%(levelname)s %(name)s: %(message)s")
+    config = config_from_dict(json.loads(os.environ[WORKER_CONFIG]))
+    _bounded_protocol(config)  # this process's protocol class gets the bound too
+    app = create_app(config)
     app.freeze_heap = True
     return app
 
@@ -76,13 +92,28 @@ def main() -> None:
               help="Where state lives (default memory). Redis is shared by every worker and kept across restarts.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes sharing the port; more than one needs a shared --store.")
-@click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]))
+@click.option("--log-level", default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+              help="Server log level; with debug, the journal also shows the traceback of the mock's own errors.")
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_BODY_BYTES",
+              help="limits.max_body_bytes: larger bodies get the provider's 413 unread (default 1 MiB).")
+@click.option("--max-header-bytes", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_HEADER_BYTES",
+              help="limits.max_header_bytes: all headers together (default 64 KiB).")
+@click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
+              envvar="STEMMOCK_BODY_TIMEOUT", help="limits.body_timeout: seconds for an announced body (default 10).")
+@click.option("--max-json-depth", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_JSON_DEPTH",
+              help="limits.max_json_depth: nesting levels of a JSON body (default 64).")
 def serve(host: str | None, port: int | None, config_path: str | None, seed: int | None, clock: str | None,
-          public_url: str | None, store: str | None, workers: int, log_level: str) -> None:
+          public_url: str | None, store: str | None, workers: int, log_level: str, max_body_bytes: int | None,
+          max_header_bytes: int | None, body_timeout: float | None, max_json_depth: int | None) -> None:
     """Serve MusicAPI and api.box on one port."""
     try:
         config = load_config(config_path, host=host, port=port, seed=seed, clock=clock, public_url=public_url,
                              store=store)
+        given = (("max_body_bytes", max_body_bytes), ("max_header_bytes", max_header_bytes),
+                 ("body_timeout", body_timeout), ("max_json_depth", max_json_depth))
+        limits = {name: value for name, value in given if value is not None}
+        if limits:
+            config = config.replace(limits=dataclasses.replace(config.limits, **limits))
         if workers > 1 and config.store == "memory":
             raise ConfigError(f"--workers {workers} needs a store the workers share; add --store "
                               "redis://host:port/db (with memory, each worker would be a separate mock).")

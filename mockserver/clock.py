@@ -108,20 +108,42 @@ class Scheduler:
         self._runner: asyncio.Task[None] | None = None
         self._running: set[asyncio.Task[None]] = set()
         self._limit = asyncio.Semaphore(concurrency)
+        self._held: list[tuple[float, dict[str, Any]]] | None = None
+        self._heartbeat: asyncio.Task[None] | None = None
 
     def register(self, kind: str, handler: Handler) -> None:
         """Run `handler(*args)` for each job of `kind`."""
         self._handlers[kind] = handler
 
     def __len__(self) -> int:
-        return self.store.job_count()
+        """Jobs still owed: queued, or claimed and not finished (running, or left by a worker that died)."""
+        return self.store.job_count() + self.store.claimed_count()
 
     def at(self, due: float, kind: str, *args: Any, label: str = "") -> None:
         if kind not in self._handlers:
             raise ValueError(f"job kind {kind!r} has no handler; registered: {', '.join(sorted(self._handlers))}.")
-        self.store.schedule(due, {"kind": kind, "args": list(args), "label": label})
+        job = {"kind": kind, "args": list(args), "label": label}
+        if self._held is not None:
+            self._held.append((due, job))
+            return
+        self.store.schedule(due, job)
+        self.wake()
+
+    def wake(self) -> None:
+        """Tell the runner that jobs were queued (it looks at the queue again)."""
         if self._wake is not None:
             self._wake.set()
+
+    def hold(self) -> list[tuple[float, dict[str, Any]]]:
+        """From now until `release`, jobs are collected in the list returned instead of queued: the caller stores
+        them together with what the call made (`Store.commit`), or drops them when the call fails. For one
+        synchronous step only (nothing else runs in between)."""
+        self._held = []
+        return self._held
+
+    def release(self) -> None:
+        """Queue jobs again as they come (see `hold`)."""
+        self._held = None
 
     def after(self, delay: float, kind: str, *args: Any, label: str = "") -> None:
         self.at(self.clock.now() + delay, kind, *args, label=label)
@@ -162,10 +184,19 @@ class Scheduler:
             raise ValueError(f"seconds is {seconds}; the clock only moves forward.")
         target = self.clock.now() + seconds
         ran = 0
-        while (due := self.store.next_due()) is not None and due <= target:
-            instant = max(due, self.clock.now())
-            self.clock.set(instant)
-            ran += await self._run_batch(instant)
+        self.store.reclaim()  # jobs a dead worker had claimed are owed: they run in this step too
+        # A manual clock's worker holds claims only while it advances: it beats only then (an idle mock does
+        # nothing in the background).
+        beat = asyncio.get_running_loop().create_task(self._beat()) if self.store.shared and \
+            self._heartbeat is None else None
+        try:
+            while (due := self.store.next_due()) is not None and due <= target:
+                instant = max(due, self.clock.now())
+                self.clock.set(instant)
+                ran += await self._run_batch(instant)
+        finally:
+            if beat is not None:
+                beat.cancel()
         self.clock.set(max(target, self.clock.now()))
         if self._wake is not None:
             self._wake.set()
@@ -174,9 +205,20 @@ class Scheduler:
     # -- real-time runner -------------------------------------------------------------------------
     def start(self) -> None:
         """Start the background runner (real clock only; a manual clock moves only by `advance`)."""
+        if self.clock.mode == "real" and self.store.shared and self._heartbeat is None:
+            self._heartbeat = asyncio.get_running_loop().create_task(self._beat())
         if self.clock.mode == "real" and self._runner is None:
             self._wake = asyncio.Event()
             self._runner = asyncio.get_running_loop().create_task(self._loop())
+
+    async def _beat(self) -> None:
+        """Tell the other workers sharing the store that this one lives (its claims are not reclaimed)."""
+        while True:
+            try:
+                self.store.heartbeat()
+            except Exception:  # a store that is briefly unreachable must not stop the beat
+                log.warning("the store could not be told that this worker lives", exc_info=True)
+            await asyncio.sleep(self.store.HEARTBEAT_EVERY)
 
     async def _loop(self) -> None:
         assert self._wake is not None
@@ -184,6 +226,8 @@ class Scheduler:
         while True:
             self._wake.clear()
             room = self.concurrency - len(self._running)
+            if room <= 0:  # a full worker claims nothing, but the jobs of dead workers go back to the queue
+                self.store.reclaim()
             for job_id, _due, job in self.store.claim_due(self.clock.now(), room) if room > 0 else []:
                 task = loop.create_task(self._run(job_id, job))
                 self._running.add(task)
@@ -202,13 +246,14 @@ class Scheduler:
 
         On a shared store the jobs stay queued for the other workers (or the next start); none are listed.
         """
-        if self._runner is not None:
-            self._runner.cancel()
-            try:
-                await self._runner
-            except asyncio.CancelledError:
-                pass
-            self._runner = None
+        for task in (self._runner, self._heartbeat):
+            if task is not None:
+                task.cancel()
+                try:
+                    await task
+                except asyncio.CancelledError:
+                    pass
+        self._runner = self._heartbeat = None
         if self._running:
             _done, still = await asyncio.wait(set(self._running), timeout=grace)
             for task in still:

@@ -23,10 +23,11 @@ from typing import Any
 import orjson
 
 _ENCODER = json.JSONEncoder(ensure_ascii=False, separators=(",", ":"))
+_ASCII_ENCODER = json.JSONEncoder(separators=(",", ":"))
 _REFUSE_AS_JSON_DOES = orjson.OPT_PASSTHROUGH_DATACLASS | orjson.OPT_PASSTHROUGH_DATETIME
 _SHORT_NEGATIVE_EXPONENT = re.compile(rb"[0-9]e-[1-9](?:[,}\]]|$)")  # a number ends at , } ] or the end
-_DIGITS_AS_NINES = bytes(0x39 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # a digit -> 9, the rest -> space
-_LONG_DIGIT_RUN = b"9" * 19  # the shortest integer literal that may not fit in 64 bits
+DIGITS_AS_NINES = bytes(0x39 if 0x30 <= b <= 0x39 else 0x20 for b in range(256))  # a digit -> 9, the rest -> space
+LONG_DIGIT_RUN = b"9" * 19  # the shortest integer literal that may not fit in 64 bits
 
 
 def dumps(value: Any) -> bytes:
@@ -34,11 +35,21 @@ def dumps(value: Any) -> bytes:
     try:
         out = orjson.dumps(value, option=_REFUSE_AS_JSON_DOES)
     except TypeError:  # orjson.JSONEncodeError: json may still write it, or raises its own error
-        return _ENCODER.encode(value).encode()
+        return _json(value)
     if (b"null" in out and _has_nonfinite(value)) or b"0.0000" in out or \
             (b"e-" in out and _SHORT_NEGATIVE_EXPONENT.search(out)):
-        return _ENCODER.encode(value).encode()  # it holds a float orjson writes differently
+        return _json(value)  # it holds a float orjson writes differently
     return out
+
+
+def _json(value: Any) -> bytes:
+    """What `json.dumps` writes; a text holding a lone UTF-16 surrogate (which UTF-8 cannot carry) is written
+    with `\\uXXXX` escapes instead, as `json.dumps` does by default, so that writing a value never fails on it."""
+    text = _ENCODER.encode(value)
+    try:
+        return text.encode()
+    except UnicodeEncodeError:
+        return _ASCII_ENCODER.encode(value).encode()
 
 
 def _has_nonfinite(value: Any) -> bool:
@@ -70,12 +81,12 @@ def pack(value: Any) -> bytes:
     try:
         return exact_size(orjson.dumps(value))
     except TypeError:
-        return _ENCODER.encode(value).encode()
+        return _json(value)
 
 
 def loads(raw: bytes) -> Any:
     """The value of a JSON document, as `json.loads` reads it (and its errors when it cannot)."""
-    if _LONG_DIGIT_RUN not in raw.translate(_DIGITS_AS_NINES):
+    if LONG_DIGIT_RUN not in raw.translate(DIGITS_AS_NINES):
         try:
             return orjson.loads(raw)
         except orjson.JSONDecodeError:

@@ -102,6 +102,16 @@ class LatencyRule:
 
 
 @dataclass(frozen=True)
+class Limits:
+    """Bounds on what one request may make the mock read or hold, checked before the body is parsed."""
+
+    max_body_bytes: int = 1024 * 1024  # over it: the provider's 413, and the rest of the body is never read
+    max_header_bytes: int = 64 * 1024  # all header names and values together; over it: the provider's 400
+    body_timeout: float = 10.0  # seconds for an announced body to arrive; then the provider's 408 and close
+    max_json_depth: int = 64  # nesting levels of arrays and objects; over it: the provider's 400 naming the field
+
+
+@dataclass(frozen=True)
 class MockConfig:
     """Everything the mock can be told. Every field maps 1:1 onto a `stemmock serve` flag or a YAML key."""
 
@@ -127,6 +137,7 @@ class MockConfig:
     dribble_seconds: float = 2.0  # how long the `slow_dribble` wire fault takes to send a body
     hang_seconds: float = 30.0  # how long `timeout_after` holds a call that took effect before closing it unanswered
     admin_token: str | None = None  # when set, /__mock/* requires `Authorization: Bearer <admin_token>`
+    limits: Limits = field(default_factory=Limits)
 
     def replace(self, **changes: Any) -> MockConfig:
         return dataclasses.replace(self, **changes)
@@ -217,6 +228,10 @@ def check_config(config: MockConfig) -> MockConfig:
             if limit is not None and (limit.limit < 1 or limit.window <= 0):
                 raise ConfigError(f"rate_limits.{provider}.{name} is {limit.limit}/{limit.window} s; expected a "
                                   "limit >= 1 and a window > 0.")
+    for name in ("max_body_bytes", "max_header_bytes", "body_timeout", "max_json_depth"):
+        value = getattr(config.limits, name)
+        if value <= 0:
+            raise ConfigError(f"limits.{name} is {value}; expected a number above 0.")
     for i, rule in enumerate(config.faults):
         if not 0 <= rule.rate <= 1:
             raise ConfigError(f"faults[{i}].rate is {rule.rate}; expected a number from 0 to 1.")

@@ -42,11 +42,9 @@ async def reset(mock: Mock, req: MockRequest) -> tuple[int, Any]:
 
 @handler("journal")
 async def journal(mock: Mock, req: MockRequest) -> tuple[int, Any]:
-    items = mock.store.journal()
-    if "operation" in req.query:
-        items = [e for e in items if e.get("operation") == req.query["operation"]]
-    if "limit" in req.query:
-        items = items[-int(req.query["limit"]):]
+    # The limit is applied before any record is built: `?limit=1` reads one record whatever the ring holds.
+    limit = int(req.query["limit"]) if "limit" in req.query else None
+    items = mock.store.journal(limit, req.query.get("operation"))
     return 200, {"exchanges": items, "count": len(items)}
 
 

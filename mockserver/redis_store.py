@@ -14,6 +14,7 @@ scripted fault is used at most `times`, a job is claimed by one worker only. Key
     journal           capped stream of exchanges (MAXLEN journal_size)
     counters          hash name -> last id handed out
     jobs, jobs:due, due, claimed   job bodies, their due instants, the queue, the claims (lease, wall clock)
+    claims:owner, alive:{worker}   which worker holds each claim; each worker's sign of life (expires)
     clock             hash: the manual instant, the real clock's offset (kept by reset)
 """
 
@@ -83,25 +84,83 @@ redis.call('HINCRBY', KEYS[2], ARGV[1], 1)
 return 1
 """
 
-# KEYS due, claimed, jobs, jobs:due; ARGV now (mock clock), limit, lease seconds (wall clock).
-# Claims that outlived their lease go back to the queue first: their worker died or was stopped.
-_CLAIM = """
+# KEYS due, claimed, jobs, jobs:due, claims:owner; ARGV alive-key prefix. Claims go back to the queue when they
+# outlived their lease or their worker no longer beats (it died or was stopped): they keep their job id and
+# due instant, so the job runs again as it was. Returns how many went back.
+_RECLAIM_BODY = """
 local t = redis.call('TIME')
 local wall = tonumber(t[1]) + tonumber(t[2]) / 1000000
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[2], '-inf', wall)) do
-  redis.call('ZREM', KEYS[2], id)
-  local due = redis.call('HGET', KEYS[4], id)
-  if due then redis.call('ZADD', KEYS[1], due, id) end
+local back = 0
+local claims = redis.call('ZRANGE', KEYS[2], 0, -1, 'WITHSCORES')
+for i = 1, #claims, 2 do
+  local id, lease = claims[i], tonumber(claims[i + 1])
+  local owner = redis.call('HGET', KEYS[5], id)
+  if lease <= wall or not owner or redis.call('EXISTS', ARGV[1] .. owner) == 0 then
+    redis.call('ZREM', KEYS[2], id)
+    redis.call('HDEL', KEYS[5], id)
+    local due = redis.call('HGET', KEYS[4], id)
+    if due then
+      redis.call('ZADD', KEYS[1], due, id)
+      back = back + 1
+    end
+  end
 end
+"""
+
+_RECLAIM = _RECLAIM_BODY + "return back\n"
+
+# KEYS due, claimed, jobs, jobs:due, claims:owner, alive key of this worker; ARGV alive-key prefix, now (mock
+# clock), limit, lease seconds (wall clock), this worker's id, heartbeat ttl (ms). Lapsed claims go back first.
+_CLAIM = _RECLAIM_BODY + """
+redis.call('SET', KEYS[6], '1', 'PX', tonumber(ARGV[6]))
 local out = {}
-for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[1], 'LIMIT', 0, tonumber(ARGV[2]))) do
+for _, id in ipairs(redis.call('ZRANGEBYSCORE', KEYS[1], '-inf', ARGV[2], 'LIMIT', 0, tonumber(ARGV[3]))) do
   redis.call('ZREM', KEYS[1], id)
-  redis.call('ZADD', KEYS[2], wall + tonumber(ARGV[3]), id)
+  redis.call('ZADD', KEYS[2], wall + tonumber(ARGV[4]), id)
+  redis.call('HSET', KEYS[5], id, ARGV[5])
   table.insert(out, id)
   table.insert(out, redis.call('HGET', KEYS[4], id))
   table.insert(out, redis.call('HGET', KEYS[3], id))
 end
 return out
+"""
+
+# KEYS account, counters, jobs, jobs:due, due; ARGV opening credits, opening extra credits, cost, then the
+# records (count, then per record: key, index key, id, field count, fields and values), then the jobs (count,
+# then per job: due, body). Charges and stores all of it, or (balance short) nothing: returns false.
+_COMMIT = """
+if redis.call('EXISTS', KEYS[1]) == 0 then
+  redis.call('HSET', KEYS[1], 'credits', ARGV[1], 'extra_credits', ARGV[2])
+end
+local c = tonumber(redis.call('HGET', KEYS[1], 'credits'))
+local e = tonumber(redis.call('HGET', KEYS[1], 'extra_credits'))
+local cost = tonumber(ARGV[3])
+if cost > 0 then
+  if c + e < cost then return false end
+  local from_extra = math.min(e, cost)
+  e = e - from_extra
+  c = c - (cost - from_extra)
+  redis.call('HSET', KEYS[1], 'credits', string.format('%.17g', c), 'extra_credits', string.format('%.17g', e))
+end
+local i = 4
+local records = tonumber(ARGV[i]); i = i + 1
+for _ = 1, records do
+  local key, index, id, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
+  redis.call('DEL', key)
+  for f = 0, n - 1 do redis.call('HSET', key, ARGV[i + 2 * f], ARGV[i + 2 * f + 1]) end
+  i = i + 2 * n
+  redis.call('SADD', index, id)
+end
+local jobs = tonumber(ARGV[i]); i = i + 1
+for _ = 1, jobs do
+  local id = 'job_' .. redis.call('HINCRBY', KEYS[2], 'job', 1)
+  redis.call('HSET', KEYS[3], id, ARGV[i + 1])
+  redis.call('HSET', KEYS[4], id, ARGV[i])
+  redis.call('ZADD', KEYS[5], ARGV[i], id)
+  i = i + 2
+end
+return {string.format('%.17g', c), string.format('%.17g', e)}
 """
 
 # KEYS journal, counters; ARGV exchange JSON, max length. Returns the exchange's sequence number.
@@ -168,6 +227,11 @@ class RedisStore(Store):
         self._record = self._r.register_script(_RECORD)
         self._forward = self._r.register_script(_FORWARD)
         self._call_state = self._r.register_script(_CALL_STATE)
+        self._reclaim = self._r.register_script(_RECLAIM)
+        self._commit = self._r.register_script(_COMMIT)
+        # Who holds a claim: a claim whose worker stops beating goes back to the queue at once (its lease would
+        # keep it for a minute), so a restarted mock runs what the killed one left half done.
+        self.worker = f"{os.getpid()}-{os.urandom(6).hex()}"
 
     def ping(self) -> None:
         """Raise redis.ConnectionError (with the URL) when the server cannot be reached."""
@@ -183,7 +247,7 @@ class RedisStore(Store):
         keep = PREFIX + "clock"
         batch: list[str] = []
         for key in self._r.scan_iter(match=PREFIX + "*", count=1000):
-            if key != keep:
+            if key != keep and not key.startswith(PREFIX + "alive:"):  # the clock and the workers' beats stay
                 batch.append(key)
             if len(batch) >= 1000:
                 self._r.unlink(*batch)
@@ -248,6 +312,24 @@ class RedisStore(Store):
     def charge(self, provider: str, api_key: str, cost: float) -> Record | None:
         ok, balance = self._account(provider, api_key, cost)
         return balance if ok else None
+
+    def commit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
+               jobs: list[tuple[float, Record]]) -> Record | None:
+        args: list[Any] = [*self._opening_args(api_key), repr(float(cost)), len(records)]
+        for kind, rid, record in records:
+            if not record:
+                raise ValueError(f"{kind} {rid}: an empty record cannot be stored.")
+            args += [f"{PREFIX}res:{kind}:{rid}", f"{PREFIX}idx:{kind}", rid, len(record)]
+            for name, value in record.items():
+                args += [name, _dumps(value)]
+        args.append(len(jobs))
+        for due, job in jobs:
+            args += [repr(float(due)), _dumps(job)]
+        found = self._commit(keys=[f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}counters", f"{PREFIX}jobs",
+                                   f"{PREFIX}jobs:due", f"{PREFIX}due"], args=args)
+        if not found:
+            return None
+        return {"credits": float(found[0]), "extra_credits": float(found[1])}
 
     # -- rate windows, scripted faults, maintenance ----------------------------------------------------------
     def rate_retry_after(self, key: str, now: float, limit: int, window: float) -> float | None:
@@ -335,11 +417,24 @@ class RedisStore(Store):
         pipe.execute()
         return job_id
 
+    _JOB_KEYS = [f"{PREFIX}due", f"{PREFIX}claimed", f"{PREFIX}jobs", f"{PREFIX}jobs:due", f"{PREFIX}claims:owner"]
+    HEARTBEAT_TTL = 5.0  # seconds without a beat after which a worker's claims are handed out again
+
+    def heartbeat(self) -> None:
+        self._r.set(f"{PREFIX}alive:{self.worker}", "1", px=int(self.HEARTBEAT_TTL * 1000))
+
+    def reclaim(self) -> int:
+        return int(self._reclaim(keys=self._JOB_KEYS, args=[f"{PREFIX}alive:"]))
+
+    def claimed_count(self) -> int:
+        return int(self._r.zcard(f"{PREFIX}claimed"))
+
     def claim_due(self, now: float, limit: int) -> list[Job]:
         if limit <= 0:
             return []
-        flat = self._claim(keys=[f"{PREFIX}due", f"{PREFIX}claimed", f"{PREFIX}jobs", f"{PREFIX}jobs:due"],
-                           args=[repr(now), limit, repr(float(self.lease))])
+        flat = self._claim(keys=[*self._JOB_KEYS, f"{PREFIX}alive:{self.worker}"],
+                           args=[f"{PREFIX}alive:", repr(now), limit, repr(float(self.lease)), self.worker,
+                                 int(self.HEARTBEAT_TTL * 1000)])
         jobs: list[Job] = []
         for i in range(0, len(flat), 3):
             job_id, due, body = flat[i:i + 3]
@@ -350,6 +445,7 @@ class RedisStore(Store):
     def finish(self, job_id: str) -> None:
         pipe = self._r.pipeline(transaction=True)
         pipe.zrem(f"{PREFIX}claimed", job_id)
+        pipe.hdel(f"{PREFIX}claims:owner", job_id)
         pipe.zrem(f"{PREFIX}due", job_id)
         pipe.hdel(f"{PREFIX}jobs", job_id)
         pipe.hdel(f"{PREFIX}jobs:due", job_id)
@@ -373,11 +469,20 @@ class RedisStore(Store):
     # -- journal ----------------------------------------------------------------------------------------
     def record(self, exchange: Record | Callable[[], Record]) -> None:
         built = exchange() if callable(exchange) else exchange
+        # _dumps escapes what UTF-8 cannot carry (lone surrogates), so a stored exchange can always be read back.
         self._record(keys=[f"{PREFIX}journal", f"{PREFIX}counters"], args=[_dumps(built), self._journal_size])
 
-    def journal(self, limit: int | None = None) -> list[Record]:
-        if limit:
+    def journal(self, limit: int | None = None, operation: str | None = None) -> list[Record]:
+        if limit and operation is None:
             entries = list(reversed(self._r.xrevrange(f"{PREFIX}journal", count=limit)))
         else:
             entries = self._r.xrange(f"{PREFIX}journal")
-        return [{**json.loads(fields["e"]), "seq": int(fields["seq"])} for _id, fields in entries]
+        found = []
+        for _id, fields in entries:
+            try:
+                record = {**json.loads(fields["e"]), "seq": int(fields["seq"])}
+            except (ValueError, KeyError, TypeError):  # written safely; this keeps one bad entry from hiding all
+                record = {"seq": int(fields.get("seq", 0)), "operation": None, "error": "the record cannot be read"}
+            if operation is None or record.get("operation") == operation:
+                found.append(record)
+        return found[-limit:] if limit else found

@@ -74,6 +74,15 @@ class Store(ABC):
     def charge(self, provider: str, api_key: str, cost: float) -> Record | None:
         """Take `cost` (extra credits first); return the new balance, or None and charge nothing if short."""
 
+    @abstractmethod
+    def commit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
+               jobs: list[tuple[float, Record]]) -> Record | None:
+        """Charge `cost` and store what the call made (records, jobs), as one step; the new balance.
+
+        None, and nothing charged or stored, when the balance is short: a call is charged only if what it
+        made exists, and what it made exists only if it was paid for.
+        """
+
     # -- rate windows, scripted faults, maintenance ----------------------------------------------------------
     @abstractmethod
     def rate_retry_after(self, key: str, now: float, limit: int, window: float) -> float | None:
@@ -168,7 +177,21 @@ class Store(ABC):
         """
 
     @abstractmethod
-    def journal(self, limit: int | None = None) -> list[Record]: ...
+    def journal(self, limit: int | None = None, operation: str | None = None) -> list[Record]:
+        """The last `limit` exchanges (all kept when None), of `operation` only when given, oldest first."""
+
+    HEARTBEAT_EVERY = 1.0  # seconds between a worker's signs of life (a shared store)
+
+    def heartbeat(self) -> None:
+        """Tell the other workers sharing the store that this one lives (a shared store)."""
+
+    def reclaim(self) -> int:
+        """Queue again the claimed jobs whose worker is gone (a shared store); how many."""
+        return 0
+
+    def claimed_count(self) -> int:
+        """Jobs claimed by a worker and not finished yet."""
+        return 0
 
     @abstractmethod
     def reset(self) -> None: ...
@@ -244,6 +267,23 @@ class MemoryStore(Store):
         from_extra = min(account["extra_credits"], cost)
         account["extra_credits"] -= from_extra
         account["credits"] -= cost - from_extra
+        return dict(account)
+
+    def commit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
+               jobs: list[tuple[float, Record]]) -> Record | None:
+        # One step: nothing here awaits, so no other call runs between the check, the charge and the writes.
+        account = self._account(provider, api_key)
+        if cost > 0 and account["credits"] + account["extra_credits"] < cost:
+            return None
+        encoded = [(kind, rid, dumps(record)) for kind, rid, record in records] if records else ()  # may fail: first
+        if cost > 0:
+            from_extra = min(account["extra_credits"], cost)
+            account["extra_credits"] -= from_extra
+            account["credits"] -= cost - from_extra
+        for kind, rid, raw in encoded:
+            self._resources.setdefault(kind, {})[rid] = raw
+        for due, job in jobs:
+            self.schedule(due, job)
         return dict(account)
 
     def _window(self, key: str, now: float, window: float) -> deque[float]:
@@ -344,12 +384,30 @@ class MemoryStore(Store):
         self._seq += 1
         self._journal.append(exchange)
 
-    def journal(self, limit: int | None = None) -> list[Record]:
+    def journal(self, limit: int | None = None, operation: str | None = None) -> list[Record]:
         items = list(self._journal)
         first = self._seq - len(items) + 1
         numbered = list(enumerate(items, first))
-        return [loads(dumps({**(entry() if callable(entry) else entry), "seq": seq}))  # a copy the caller owns
-                for seq, entry in (numbered[-limit:] if limit else numbered)]
+        if operation is not None:
+            numbered = [(seq, entry) for seq, entry in numbered if _operation_of(entry) == operation]
+        # Only the entries asked for are built, and one that cannot be shows why instead of breaking the rest.
+        return [_built(seq, entry) for seq, entry in (numbered[-limit:] if limit else numbered)]
+
+
+def _operation_of(entry: Record | Callable[[], Record]) -> Any:
+    """The operationId of a journal entry, without building it."""
+    operation = getattr(entry, "operation_id", None)
+    if operation is not None or callable(entry):
+        return operation
+    return entry.get("operation")
+
+
+def _built(seq: int, entry: Record | Callable[[], Record]) -> Record:
+    try:
+        return loads(dumps({**(entry() if callable(entry) else entry), "seq": seq}))  # a copy the caller owns
+    except Exception as exc:  # the entries are made safe when written; this keeps a bug in one from hiding all
+        return {"seq": seq, "operation": _operation_of(entry), "error": f"the record cannot be read: "
+                f"{type(exc).__name__}"}
 
 
 class CountedRandom(random.Random):

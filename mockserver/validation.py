@@ -183,6 +183,10 @@ def body_violations(op: Operation, req: MockRequest) -> Iterator[Violation]:
         if op.body_required:
             yield Violation("body", "/body", "The request body is required.", "a JSON object")
         return
+    if req.body_problems:
+        for problem in req.body_problems:
+            yield Violation("body", problem.pointer, problem.message, problem.expected)
+        return
     if req.body is BAD_JSON:
         yield Violation("body", "/body", f"The request body is not valid JSON ({req.body_error}).", "a JSON object")
         return

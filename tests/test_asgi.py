@@ -66,13 +66,18 @@ def test_a_request_is_answered_as_starlettes_routing_answered_it(method: str, pa
     assert _call(DIRECT, scope) == _call(ROUTED, scope, through_starlette=True)  # the two apps see the same calls
 
 
-def test_an_unhandled_error_answers_a_plain_500_and_is_raised() -> None:
-    """Answers an error outside the pipeline with Starlette's plain 500, then raises it for the server to log."""
-    scope, nested = _scope("POST", "/api/v1/sonic/vox"), b"[" * 100_000 + b"]" * 100_000  # too deep for json.loads
-    sent = _call(create_app(MockConfig(clock="manual")), scope, nested)
-    assert sent[0]["status"] == 500 and sent[1]["body"] == b"Internal Server Error"
-    assert sent[-1] == "RecursionError"
-    assert sent == _call(create_app(MockConfig(clock="manual")), scope, nested, through_starlette=True)
+def test_an_error_of_the_mocks_own_outside_a_call_answers_the_providers_500(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Answers a bug outside the provider pipeline with the provider's own 500 shape and closes; nothing is raised."""
+    def broken(scope: Any) -> dict[str, str]:
+        raise RuntimeError("a bug of the mock's")
+
+    monkeypatch.setattr("mockserver.app.scope_query", broken)
+    for path, expected in (("/api/v1/sonic/vox", (500, {"code": 500, "message": "Internal Server Error."})),
+                           ("/api/v1/generate", (200, {"code": 500, "msg": "Server error, please try again later",
+                                                       "data": None}))):
+        sent = _call(create_app(MockConfig(clock="manual")), _scope("POST", path))
+        assert len(sent) == 2 and sent[0]["status"] == expected[0] and json.loads(sent[1]["body"]) == expected[1]
+        assert (b"connection", b"close") in sent[0]["headers"]
 
 
 @pytest.mark.parametrize("status", [200, 201, 204, 304, 400, 500])
