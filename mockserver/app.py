@@ -59,7 +59,7 @@ from .scenarios import (
     rate_limited,
     rejection,
 )
-from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
+from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, add_examples, load, spec_path
 from .state import CallState, CountedRandom, Record, Store, open_store
 from .validation import iter_violations
 from .wire import RAW_SEND, WireFaultResponse
@@ -244,6 +244,8 @@ class Mock:
     def __init__(self, config: MockConfig, specs: list[Spec] | None = None, store: Store | None = None) -> None:
         self.config = config
         self.specs = specs if specs is not None else [load(spec_path(name)) for name in PROVIDER_SPECS]
+        if config.examples:  # recorded answers, named: `Prefer: example=<name>` answers them
+            add_examples(self.specs, config.examples)
         self.control_spec = load(spec_path("control"))
         self.router = Router([*self.specs, self.control_spec])
         self.actions = load_actions()

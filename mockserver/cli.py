@@ -88,6 +88,8 @@ def main() -> None:
 @click.option("--seed", type=int, default=None, help="Seed for ids and random faults (default 0).")
 @click.option("--clock", type=click.Choice(["real", "manual"]), default=None, help="Time source (default real).")
 @click.option("--public-url", default=None, help="Origin used in the file URLs the mock hands out.")
+@click.option("--examples", type=click.Path(exists=True, dir_okay=False), default=None,
+              help="An overlay of named examples (from `stemmock examples import`) for `Prefer: example=<name>`.")
 @click.option("--store", default=None, metavar="memory|redis://host:port/db",
               help="Where state lives (default memory). Redis is shared by every worker and kept across restarts.")
 @click.option("--workers", type=click.IntRange(min=1), default=1, show_default=True,
@@ -103,12 +105,12 @@ def main() -> None:
 @click.option("--max-json-depth", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_JSON_DEPTH",
               help="limits.max_json_depth: nesting levels of a JSON body (default 64).")
 def serve(host: str | None, port: int | None, config_path: str | None, seed: int | None, clock: str | None,
-          public_url: str | None, store: str | None, workers: int, log_level: str, max_body_bytes: int | None,
+          public_url: str | None, examples: str | None, store: str | None, workers: int, log_level: str, max_body_bytes: int | None,
           max_header_bytes: int | None, body_timeout: float | None, max_json_depth: int | None) -> None:
     """Serve MusicAPI and api.box on one port."""
     try:
         config = load_config(config_path, host=host, port=port, seed=seed, clock=clock, public_url=public_url,
-                             store=store)
+                             store=store, examples=examples)
         given = (("max_body_bytes", max_body_bytes), ("max_header_bytes", max_header_bytes),
                  ("body_timeout", body_timeout), ("max_json_depth", max_json_depth))
         limits = {name: value for name, value in given if value is not None}

@@ -138,6 +138,7 @@ class MockConfig:
     hang_seconds: float = 30.0  # how long `timeout_after` holds a call that took effect before closing it unanswered
     admin_token: str | None = None  # when set, /__mock/* requires `Authorization: Bearer <admin_token>`
     limits: Limits = field(default_factory=Limits)
+    examples: str | None = None  # an overlay of named examples (`stemmock examples import`) added to the specs
 
     def replace(self, **changes: Any) -> MockConfig:
         return dataclasses.replace(self, **changes)

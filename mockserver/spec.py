@@ -6,6 +6,7 @@ This is the only module that knows OpenAPI's layout: everything else reads `Spec
 
 from __future__ import annotations
 
+import difflib
 import functools
 import re
 from dataclasses import dataclass, field
@@ -318,3 +319,37 @@ def load(path: str | Path) -> Spec:
     if not isinstance(document, dict):
         raise SpecError(f"{path}: is not a mapping at the top level.")
     return from_dict(document, str(path))
+
+
+def add_examples(specs: list[Spec], path: str | Path) -> int:
+    """Add an overlay's named examples (`stemmock examples import`) to the operations of `specs`; returns how many.
+
+    The overlay is `{examples: {operationId: {name: {status, value, ...}}}}`; an unknown operation, an
+    undocumented status or a name the spec already uses stops loading with a SpecError naming it.
+    """
+    path = Path(path)
+    try:
+        overlay = _parse_yaml(path.read_text(encoding="utf-8"))
+    except (OSError, yaml.YAMLError) as exc:
+        raise SpecError(f"{path}: cannot be read as YAML: {exc}") from exc
+    if not isinstance(overlay, dict) or not isinstance(overlay.get("examples"), dict):
+        raise SpecError(f"{path}: has no 'examples' mapping; expected the output of `stemmock examples import`.")
+    operations = {op.operation_id: op for spec in specs for op in spec.operations}
+    added = 0
+    for operation_id, named in overlay["examples"].items():
+        op = operations.get(str(operation_id))
+        if op is None:
+            close = difflib.get_close_matches(str(operation_id), list(operations), n=1)
+            hint = f" Did you mean {close[0]!r}?" if close else ""
+            raise SpecError(f"{path}: {operation_id!r} is not an operation of the specs; expected an operationId.{hint}")
+        for name, entry in (named or {}).items():
+            status = entry.get("status") if isinstance(entry, dict) else None
+            if status not in op.responses or "value" not in entry:
+                raise SpecError(f"{path}: example {name!r} of {operation_id} has status {status!r}; expected one the "
+                                f"spec documents ({', '.join(map(str, sorted(op.responses)))}) and a 'value'.")
+            if str(name) in op.examples():
+                raise SpecError(f"{path}: example {name!r} of {operation_id} is already named by the spec; expected a "
+                                "new name.")
+            op.responses[int(status)].examples[str(name)] = entry["value"]
+            added += 1
+    return added
