@@ -65,7 +65,8 @@ def worker_app() -> MockApp:
 class _Commands(click.Group):
     """`stemmock`'s commands; those of the contract kit are imported only when run, so `serve` starts lean."""
 
-    KIT: ClassVar[dict[str, str]] = {"check-client": "contracts.check_client"}  # name -> module with `command`
+    KIT: ClassVar[dict[str, str]] = {"check-client": "contracts.check_client", "proxy": "contracts.proxy.cli",
+                                      "examples": "contracts.proxy.recording"}  # name -> module with `command`
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         return sorted([*super().list_commands(ctx), *self.KIT])
