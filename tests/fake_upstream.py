@@ -35,6 +35,8 @@ SWITCHES = {
     "content_type": ("getVox", "/header/Content-Type"),
     "id_shape": ("separateVocals", "/data/taskId"),
     "callback_extra_field": ("separateVocals", "/data/vocal_removal_info/karaoke_url"),
+    "undocumented_status": ("getCredits", "/status"),
+    "envelope": ("getRemainingCredits", "/msg"),
 }
 
 
@@ -68,6 +70,8 @@ class FakeUpstream:
             content_type = op.provider.content_type
             if self.switch and SWITCHES[self.switch][0] == op.operation_id:
                 value, content_type = self._drift(value, content_type)
+                if self.switch == "undocumented_status":
+                    status = 402
             return Response(json.dumps(value).encode(), status, media_type=None,
                             headers={"content-type": content_type})
         return answer
@@ -88,6 +92,10 @@ class FakeUpstream:
             del value["data"]["source_clip_id"]
         elif switch == "content_type":
             content_type = "text/plain; charset=utf-8"
+        elif switch == "undocumented_status":
+            value = {"code": 402, "message": "Payment required"}
+        elif switch == "envelope":
+            value["message"] = value.pop("msg")
         elif switch == "id_shape":
             value["data"]["taskId"] = "task-7731"
         return value, content_type

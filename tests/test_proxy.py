@@ -113,10 +113,15 @@ def test_each_switch_gives_exactly_its_drift(proxy: httpx.Client, upstream: Fake
         "missing_required": [("missing_required", "/data/source_clip_id")],
         "content_type": [("content_type", "/header/Content-Type")],
         "id_shape": [("id_shape", "/data/taskId")],
+        "undocumented_status": [("undocumented_status", "/status")],
+        "envelope": [("envelope", "/msg"), ("undocumented_key", "/message")],
     }[switch]
     upstream.switch = switch
     answers = every_call(proxy, client_receiver)
-    assert all(a.status_code == 200 for a in answers)
+    statuses = [200] * 6
+    if switch == "undocumented_status":
+        statuses[2] = 402  # get-credits, handed back as upstream answered
+    assert [a.status_code for a in answers] == statuses
     report = drift_report(proxy)
     assert [(d["kind"], d["pointer"]) for d in report["drifts"]] == expected
     operation = report["drifts"][0]["operation"]

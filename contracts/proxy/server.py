@@ -36,7 +36,8 @@ from .report import DriftLog
 
 log = logging.getLogger("stemmock.proxy")
 
-# Not forwarded: they describe one hop, not the message (RFC 9110 §7.6.1), or httpx sets them itself.
+# Not forwarded: they describe one hop, not the message (RFC 9110 §7.6.1), or httpx sets them itself. Without
+# Accept-Encoding the upstream answers uncompressed, so the bytes validated are the bytes handed back.
 _HOP = frozenset({"host", "connection", "keep-alive", "proxy-connection", "transfer-encoding", "te", "trailer",
                   "upgrade", "content-length", "content-encoding", "accept-encoding"})
 RELAY_PATH = "/__mock/relay/"
