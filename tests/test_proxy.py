@@ -345,3 +345,30 @@ def test_the_table_names_each_operation_and_the_first_sample(upstream: FakeUpstr
     assert "  POST /api/v1/sonic/vox   1      0          missing_required x1, undocumented_key x1\n" in table
     assert "missing_required at /data/vox_audio_id" in table
     assert table.endswith("DRIFT: 2 drift(s) from the spec.")
+
+
+@pytest.mark.parametrize(("args", "says"), [
+    (["--upstream", "suno=http://127.0.0.1:9"], "is not NAME=URL with NAME one of musicapi, apibox"),
+    (["--upstream", "apibox=ftp://127.0.0.1:9"], "is not an http(s) URL"),
+    (["--upstream", "apibox=http://127.0.0.1:9", "--relay-callbacks"], "--relay-callbacks needs --public-url"),
+])
+def test_the_command_refuses_bad_usage_with_exit_2(args: list[str], says: str) -> None:
+    """A bad --upstream or a relay without a public URL stops before serving, naming what was expected."""
+    result = CliRunner().invoke(main, ["proxy", *args])
+    assert result.exit_code == 2
+    assert says in result.output
+
+
+def test_a_musicapi_callback_without_a_signature_is_drift_when_the_secret_is_known(
+        proxy: httpx.Client, upstream: FakeUpstream, client_receiver: CallbackReceiver) -> None:
+    """With a webhook secret given, an unsigned webhook is a signature drift; it is still forwarded."""
+    proxy.post("/api/v1/sonic/create", json={"task_type": "create_music", "custom_mode": False, "mv": "sonic-v5",
+                                             "gpt_description_prompt": "x", "webhook_url": client_receiver.url,
+                                             "webhook_secret": "whsec_client"})
+    url, raw, headers = upstream.owed.pop()
+    del headers["x-webhook-signature"]
+    upstream.owed.append((url, raw, headers))
+    assert upstream.fire() == [200]
+    assert len(client_receiver.deliveries) == 1
+    (drift,) = drift_report(proxy)["drifts"]
+    assert (drift["kind"], drift["received"]) == ("signature", None)

@@ -62,8 +62,9 @@ def command(upstreams: tuple[str, ...], host: str, port: int, record: str | None
     logging.basicConfig(level=log_level.upper(), format="%(levelname)s %(name)s: %(message)s")
     app = create_proxy_app(ProxyConfig(named, record=record, relay_callbacks=relay_callbacks, public_url=public_url,
                                        webhook_secret=webhook_secret, timeout=timeout))
+    # No Server or Date header of uvicorn's own: the upstream's pass through as it sent them.
     server = uvicorn.Server(uvicorn.Config(app, host=host, port=port, log_level=log_level, access_log=False,
-                                           lifespan="on"))
+                                           lifespan="on", server_header=False, date_header=False))
     for name, url in named.items():
         click.echo(f"stemmock proxy: {name} -> {url}", err=True)
     click.echo(f"stemmock proxy: listening on http://{host}:{port} (drift so far: /__mock/drift)", err=True)
