@@ -106,8 +106,9 @@ def main() -> None:
 @click.option("--max-json-depth", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_JSON_DEPTH",
               help="limits.max_json_depth: nesting levels of a JSON body (default 64).")
 def serve(host: str | None, port: int | None, config_path: str | None, seed: int | None, clock: str | None,
-          public_url: str | None, examples: str | None, store: str | None, workers: int, log_level: str, max_body_bytes: int | None,
-          max_header_bytes: int | None, body_timeout: float | None, max_json_depth: int | None) -> None:
+          public_url: str | None, examples: str | None, store: str | None, workers: int, log_level: str,
+          max_body_bytes: int | None, max_header_bytes: int | None, body_timeout: float | None,
+          max_json_depth: int | None) -> None:
     """Serve MusicAPI and api.box on one port."""
     try:
         config = load_config(config_path, host=host, port=port, seed=seed, clock=clock, public_url=public_url,

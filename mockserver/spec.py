@@ -341,7 +341,8 @@ def add_examples(specs: list[Spec], path: str | Path) -> int:
         if op is None:
             close = difflib.get_close_matches(str(operation_id), list(operations), n=1)
             hint = f" Did you mean {close[0]!r}?" if close else ""
-            raise SpecError(f"{path}: {operation_id!r} is not an operation of the specs; expected an operationId.{hint}")
+            raise SpecError(f"{path}: {operation_id!r} is not an operation of the specs; expected an "
+                            f"operationId.{hint}")
         for name, entry in (named or {}).items():
             status = entry.get("status") if isinstance(entry, dict) else None
             if status not in op.responses or "value" not in entry:

@@ -175,7 +175,8 @@ class _Walk:
                 kind = "envelope" if pointer == "" and name in self.root_keys else "missing_required"
                 extra = [k for k in value if k not in declared]
                 hint = did_you_mean(name, extra)
-                found.append(self.drift(kind, f"{pointer}/{name}", f"required key {name!r}" + (f" ({hint.strip()})" if hint else ""), None))
+                documented = f"required key {name!r}" + (f" ({hint.strip()})" if hint else "")
+                found.append(self.drift(kind, f"{pointer}/{name}", documented, None))
         extras_allowed = schema.get("additionalProperties", None) not in (None, False)
         for name, item in value.items():
             if name in declared:

@@ -18,6 +18,8 @@ import yaml
 
 from mockserver.spec import PROVIDER_SPECS, Operation, load, spec_path
 
+from .drift import id_shape
+
 REDACTED = "<redacted>"
 _SECRET_HEADERS = frozenset({"authorization", "x-api-key", "api-key", "cookie", "proxy-authorization"})
 _SECRET_FIELDS = frozenset({"webhook_secret", "api_key", "apikey", "secret"})
@@ -87,8 +89,6 @@ class _Rewriter:
         self.seen: dict[str, str] = {}
 
     def id(self, value: str) -> str:
-        from .drift import id_shape
-
         shape = id_shape(value)
         if shape == "other" or shape == "digits":
             return value
