@@ -372,3 +372,45 @@ def test_a_musicapi_callback_without_a_signature_is_drift_when_the_secret_is_kno
     assert len(client_receiver.deliveries) == 1
     (drift,) = drift_report(proxy)["drifts"]
     assert (drift["kind"], drift["received"]) == ("signature", None)
+
+
+def test_the_mock_itself_as_upstream_shows_no_drift_and_its_callbacks_are_relayed(
+        client_receiver: CallbackReceiver) -> None:
+    """The mock's own answers and callbacks, created, polled and delivered through the proxy, keep the spec."""
+    client_receiver.clear()
+    with LiveServer(create_app(MockConfig(clock="manual"))) as mock:
+        app = create_proxy_app(ProxyConfig({"musicapi": mock.url, "apibox": mock.url}, relay_callbacks=True))
+        with LiveServer(app) as server, httpx.Client(base_url=server.url, headers=AUTH, trust_env=False) as http:
+            app.state.proxy.config.public_url = server.url
+            advance = f"{mock.url}/__mock/clock/advance"
+            clip = http.post("/api/v1/sonic/upload", json={"url": "https://example.com/a.mp3"}).json()["clip_id"]
+            http.post("/api/v1/sonic/vox", json={"clip_id": clip, "vocal_start_s": 0, "vocal_end_s": 30})
+            song = http.post("/api/v1/sonic/create", json={
+                "task_type": "create_music", "custom_mode": False, "mv": "sonic-v5", "gpt_description_prompt": "x",
+                "webhook_url": client_receiver.endpoint("songs")}).json()["task_id"]
+            http.get("/api/v1/get-credits")
+            http.post("/api/v1/sonic/upload", json={"url": "https://example.com/b.mp3",
+                                                    "callback_url": client_receiver.endpoint("upload")})
+            task = http.post("/api/v1/generate", json={"customMode": False, "instrumental": False, "model": "V4",
+                                                       "prompt": "x", "callBackUrl": client_receiver.endpoint("gen")})
+            task_id = task.json()["data"]["taskId"]
+            http.get("/api/v1/generate/record-info", params={"taskId": "0" * 32})
+            http.get("/api/v1/sonic/task/not-a-task")
+            httpx.post(advance, json={"seconds": 600}, trust_env=False).raise_for_status()
+            detail = http.get("/api/v1/generate/record-info", params={"taskId": task_id}).json()
+            audio_id = detail["data"]["response"]["sunoData"][0]["id"]
+            split = http.post("/api/v1/vocal-removal/generate", json={
+                "taskId": task_id, "audioId": audio_id, "type": "split_stem",
+                "callBackUrl": client_receiver.endpoint("split")}).json()["data"]["taskId"]
+            httpx.post(advance, json={"seconds": 600}, trust_env=False).raise_for_status()
+            http.get("/api/v1/vocal-removal/record-info", params={"taskId": split})
+            http.get(f"/api/v1/sonic/task/{song}")
+            http.get("/api/v1/generate/credit")
+            report = drift_report(http)
+    assert report["drift_count"] == 0, report["drifts"]
+    assert report["client_violations"] == []
+    assert sorted(d.path for d in client_receiver.deliveries) == ["/gen", "/gen", "/gen", "/songs", "/split",
+                                                                   "/upload"]
+    assert report["operations"]["POST /api/v1/sonic/upload"]["callbacks"] == 1
+    assert report["operations"]["POST /api/v1/generate"]["callbacks"] == 3
+    assert len(report["operations"]) == 10
