@@ -215,6 +215,14 @@ def test_the_relay_refuses_a_token_it_did_not_hand_out(proxy: httpx.Client,
     assert client_receiver.deliveries == []
 
 
+def test_the_mock_control_plane_is_never_forwarded(proxy: httpx.Client, upstream: FakeUpstream) -> None:
+    """A `/__mock/` path other than the proxy's own answers 404 there and reaches no provider."""
+    answer = proxy.post("/__mock/reset")
+    assert answer.status_code == 404
+    assert "GET /__mock/drift" in answer.json()["message"]
+    assert upstream.received == []
+
+
 def test_a_provider_without_upstream_is_refused_without_traffic(upstream: FakeUpstream) -> None:
     """A call for a provider not named with --upstream gets 502 and nothing is sent anywhere."""
     upstream.reset()

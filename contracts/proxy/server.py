@@ -238,6 +238,12 @@ def _decoded(raw: bytes) -> Any:
         return raw.decode("utf-8", "replace")
 
 
+async def _own_path_only(request: Request) -> JSONResponse:
+    """`/__mock/*` is the proxy's own: what it does not serve is never sent to a provider."""
+    return JSONResponse({"code": 404, "message": f"{request.url.path} is not served by the proxy; expected "
+                         f"GET /__mock/drift."}, status_code=404)
+
+
 def create_proxy_app(config: ProxyConfig) -> Starlette:
     """The proxy as an ASGI app; `app.state.proxy` is its `Proxy`."""
     proxy = Proxy(config)
@@ -255,6 +261,7 @@ def create_proxy_app(config: ProxyConfig) -> Starlette:
     methods = ["GET", "POST", "PUT", "PATCH", "DELETE", "HEAD", "OPTIONS"]
     app = Starlette(routes=[Route("/__mock/drift", proxy.drift, methods=["GET"]),
                             Route(RELAY_PATH + "{token}", proxy.relay, methods=["POST", "PUT"]),
+                            Route("/__mock/{rest:path}", _own_path_only, methods=methods),
                             Route("/{path:path}", proxy.forward, methods=methods)],
                     lifespan=lifespan)
     app.state.proxy = proxy
