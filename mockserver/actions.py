@@ -20,7 +20,7 @@ if TYPE_CHECKING:
     from .config import MockConfig
     from .request import MockRequest
     from .spec import Operation
-    from .state import Store
+    from .store import Store
 
 # The version (4) and variant (RFC 4122) bits uuid.UUID(version=4) sets.
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))

@@ -27,7 +27,8 @@ from starlette.responses import PlainTextResponse, Response
 from starlette.routing import Route
 from starlette.types import Receive, Scope, Send
 
-from . import audio, codec, covers
+from . import audio, covers
+from .store import codec
 from .actions import Action, Context, load_actions
 from .callbacks import Deliveries, refused_target
 from .clock import Clock, Scheduler
@@ -60,7 +61,7 @@ from .scenarios import (
     rejection,
 )
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
-from .state import CallState, CountedRandom, Record, Store, open_store
+from .store import CallState, CountedRandom, Record, Store, open_store
 from .validation import iter_violations
 from .wire import RAW_SEND, WireFaultResponse
 

@@ -33,7 +33,7 @@ from . import apibox, musicapi
 from .clock import Clock, Scheduler
 from .config import MockConfig
 from .responses import encode
-from .state import Store
+from .store import Store
 
 if TYPE_CHECKING:
     import aiohttp

@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from . import codec
+from .store import codec
 from .scenarios import Outcome
 from .spec import Operation, Provider
 

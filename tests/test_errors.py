@@ -227,7 +227,7 @@ def test_a_fault_another_worker_used_up_is_decided_again_on_a_fresh_read() -> No
     import asyncio
 
     from mockserver.app import Mock
-    from mockserver.state import MemoryStore
+    from mockserver.store import MemoryStore
 
     class RacedStore(MemoryStore):
         takes = 0

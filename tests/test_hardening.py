@@ -26,7 +26,7 @@ from mockserver import MockConfig, create_app
 from mockserver.callbacks import Deliveries
 from mockserver.config import CallbackConfig, Limits
 from mockserver.spec import spec_path
-from mockserver.state import MemoryStore
+from mockserver.store import MemoryStore
 
 GENERATE = {"customMode": False, "instrumental": False, "model": "V4_5", "prompt": "night drive",
             "callBackUrl": "https://example.com/cb"}
@@ -415,7 +415,7 @@ def test_serve_flags_and_their_environment_variables_set_the_limits() -> None:
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 def test_commit_charges_and_stores_as_one_step(kind: str, request: pytest.FixtureRequest) -> None:
     """Charges and stores a call's records and jobs together, or (balance short) none of them, in both stores."""
-    from mockserver.redis_store import RedisStore
+    from mockserver.store.redis import RedisStore
 
     store = MemoryStore() if kind == "memory" else RedisStore(request.getfixturevalue("redis_url"))
     try:
