@@ -29,7 +29,6 @@ from starlette.types import Receive, Scope, Send
 
 from . import audio, covers
 from .store import codec
-from .actions import Action, Context, load_actions
 from .callbacks import Deliveries, refused_target
 from .clock import Clock, Scheduler
 from .config import MockConfig, RateLimit, parse_instant
@@ -60,6 +59,7 @@ from .scenarios import (
     rate_limited,
     rejection,
 )
+from .providers import CALLBACKS, JOBS, Action, Context, load_actions
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, load, spec_path
 from .store import CallState, CountedRandom, Record, Store, open_store
 from .validation import iter_violations
@@ -266,7 +266,9 @@ class Mock:
                                if (rule := next((r for r in config.latency if matches(op, r.operation)), None))}
         self.clock = Clock(config.clock, config.clock_start, self.store)
         self.scheduler = Scheduler(self.clock, self.store, config.callbacks.concurrency)
-        self.deliveries = Deliveries(self.store, self.clock, self.scheduler, config)
+        self.deliveries = Deliveries(self.store, self.clock, self.scheduler, config, CALLBACKS)
+        for kind, job in JOBS.items():  # the providers' stage jobs, which open their callbacks
+            self.scheduler.register(kind, functools.partial(job, self.deliveries))
         self._body_watch = BodyWatch()
         self._seed_rngs()
 
@@ -448,7 +450,7 @@ class Mock:
     def _answer(self, op: Operation, req: MockRequest) -> tuple[int, Any, dict[str, str], Outcome, list[Any]]:
         violations = iter_violations(op, req, self.known_keys)
         action: Action | None = self.actions.get(op.action) if op.action else None
-        ctx = Context(op, req, self.store, self.clock, self.scheduler, self.deliveries, self.config, self.rng,
+        ctx = Context(op, req, self.store, self.clock, self.scheduler, self.config, self.rng,
                       req.base_url)
         provider = op.provider.name
         view = _RequestView(self, op, ctx, action)

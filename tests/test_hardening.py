@@ -23,8 +23,9 @@ from conftest import API_KEY, MockHandle
 from contracts.live import LiveServer
 from contracts.receiver import CallbackReceiver
 from mockserver import MockConfig, create_app
-from mockserver.callbacks import Deliveries
+from mockserver.clock import Scheduler
 from mockserver.config import CallbackConfig, Limits
+from mockserver.providers import apibox
 from mockserver.spec import spec_path
 from mockserver.store import MemoryStore
 
@@ -294,10 +295,10 @@ def test_the_journal_shows_keys_redacted_and_stably(client: httpx.Client, mock: 
 
 
 def _break_generation(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: Deliveries, task: dict[str, Any]) -> None:
+    def broken(scheduler: Scheduler, task: dict[str, Any]) -> None:
         raise RuntimeError(f"a bug of the mock's, after task {task['id']} was stored")
 
-    monkeypatch.setattr(Deliveries, "schedule_generation", broken)
+    monkeypatch.setattr(apibox, "schedule_generation", broken)
 
 
 def test_a_bug_in_the_pipeline_answers_500_and_rolls_back(client: httpx.Client, mock: MockHandle,

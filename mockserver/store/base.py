@@ -1,9 +1,10 @@
 """The store's interface: resources (clips, tasks, deliveries), the credit ledger and the journal.
 
 `Store` is what the mock needs of its state; `memory.MemoryStore` the default implementation,
-`redis.RedisStore` the shared one (many workers, survives restarts). Records are plain JSON-compatible dicts, and a record handed out is a copy: a change reaches the store
-only through `put` or `update`. Each method is one atomic step (a charge either happens whole or not at
-all, a job is claimed by one worker only), whatever the number of workers sharing the store.
+`redis.RedisStore` the shared one (many workers, survives restarts). Records are plain JSON-compatible dicts,
+and a record handed out is a copy: a change reaches the store only through `put` or `update`. Each method is
+one atomic step (a charge either happens whole or not at all, a job is claimed by one worker only), whatever
+the number of workers sharing the store.
 """
 
 from __future__ import annotations
