@@ -16,7 +16,6 @@ from typing import TYPE_CHECKING, Any
 from ..scenarios import Refusal
 
 if TYPE_CHECKING:
-    from ..callbacks import Deliveries
     from ..clock import Clock, Scheduler
     from ..config import CallbackConfig, MockConfig
     from ..request import MockRequest

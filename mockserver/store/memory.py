@@ -8,7 +8,7 @@ from collections import deque
 from collections.abc import Callable
 from typing import Any
 
-from .base import CallState, Job, Record, Store
+from .base import Job, Record, Store
 from .codec import loads
 from .codec import pack as dumps
 
