@@ -1,4 +1,4 @@
-"""contracts.strategies: what it generates keeps (or, when asked, breaks) the specs it is derived from."""
+"""contracts.strategies and contracts.schemas: what it generates keeps (or, when asked, breaks) the specs it is derived from."""
 
 from __future__ import annotations
 
@@ -15,10 +15,10 @@ from contracts.strategies import (
     callback_kinds,
     callbacks,
     error_outcomes,
-    from_schema,
     requests,
     responses,
 )
+from contracts.schemas import from_schema
 from mockserver.scenarios import SCENARIOS, WIRE_FAULTS, _too_long
 from mockserver.spec import Operation, compile_schema, load, spec_path
 from mockserver.validation import iter_violations
