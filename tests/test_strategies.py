@@ -1,4 +1,4 @@
-"""contracts.strategies and contracts.schemas: what it generates keeps (or, when asked, breaks) the specs it is derived from."""
+"""contracts.strategies and .schemas: what they generate keeps (or, when asked, breaks) the specs it is derived from."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
+from contracts.schemas import from_schema
 from contracts.strategies import (
     Behaviour,
     RequestCase,
@@ -18,7 +19,6 @@ from contracts.strategies import (
     requests,
     responses,
 )
-from contracts.schemas import from_schema
 from mockserver.scenarios import SCENARIOS, WIRE_FAULTS, _too_long
 from mockserver.spec import Operation, compile_schema, load, spec_path
 from mockserver.validation import iter_violations

@@ -13,7 +13,7 @@ import hmac
 import json
 from typing import TYPE_CHECKING, Any
 
-from .. import audio, covers
+from ..files import audio, covers
 from ..scenarios import Refusal
 from .common import duration_for, failed
 from .registry import CALLBACKS, Callbacks, Context, Reply, action, job

@@ -1,4 +1,4 @@
-"""The files a client downloads (`/files/*`): MP3 audio and JPEG covers, made from the URL, with ranges."""
+"""`/files/*`: the MP3 audio and JPEG covers a client downloads, made again from the URL, with byte ranges."""
 
 from __future__ import annotations
 
@@ -9,12 +9,12 @@ from urllib.parse import quote
 from starlette.requests import Request
 from starlette.responses import Response
 
+from ..clock import Clock
+from ..config import MockConfig
+from ..request import printable
+from ..responses import JsonResponse, json_response
+from ..store import Store
 from . import audio, covers
-from .clock import Clock
-from .config import MockConfig
-from .request import printable
-from .responses import JsonResponse, json_response
-from .store import Store
 
 log = logging.getLogger("stemmock")
 
