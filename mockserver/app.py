@@ -107,11 +107,12 @@ class Mock:
     async def respond(self, scope: Scope, receive: Receive) -> JsonResponse | WireFaultResponse:
         """Steps 1 and 2, then the control plane's answer or `handle`'s."""
         method, path = scope["method"], url_path(scope["path"])
-        op, params = self.intake.route(method, path)                                    # 1 route
-        if op is None:
-            return params  # type: ignore[return-value]  (the provider's 404/405)
-        req = await self.intake.parse(op, params, method, path, scope, receive)  # type: ignore[arg-type]  # 2
-        if not isinstance(req, MockRequest):
+        routed = self.intake.route(method, path)                                 # 1 route
+        if isinstance(routed, JsonResponse):
+            return routed
+        op, params = routed
+        req = await self.intake.parse(op, params, method, path, scope, receive)  # 2 parse
+        if isinstance(req, JsonResponse):
             return req
         if op.provider.name == "control":
             return await self._control(op, req)

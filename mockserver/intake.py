@@ -70,11 +70,11 @@ class Intake:
             log.exception("answering the mock's own error failed")
             return _SERVER_ERROR
 
-    def route(self, method: str, path: str) -> tuple[Operation | None, dict[str, str] | JsonResponse]:
-        """1. route: (the operation, its path parameters), or (None, the provider's 404/405)."""
+    def route(self, method: str, path: str) -> tuple[Operation, dict[str, str]] | JsonResponse:
+        """1. route: the operation and its path parameters, or the provider's 404/405."""
         op, allowed, params = self.router.match(method, path)
         if op is None:
-            return None, self._no_route(method, path, allowed)
+            return self._no_route(method, path, allowed)
         return op, params
 
     async def parse(self, op: Operation, params: dict[str, str], method: str, path: str, scope: Scope,
