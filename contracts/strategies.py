@@ -1,23 +1,19 @@
 """Hypothesis strategies derived from the providers' specs, for judging API clients ("Schemathesis in reverse").
 
-Everything here is read off the resolved schemas of `openapi/*.yaml` (through `mockserver.spec`): no field
-lists are written by hand, so a spec change changes what is generated. `adversarial=True` leans toward
+Operation-level: requests (valid or broken one way), responses, callbacks, error outcomes and behaviours.
+Everything here is read off the resolved schemas of `openapi/*.yaml` (through `mockserver.spec`, and the
+generator in `contracts.schemas`): no field lists are written by hand, so a spec change changes what is
+generated. `adversarial=True` leans toward
 values that are valid but easy to mishandle: absent optionals, nulls, unknown keys, boundary lengths and
 numbers, odd characters, upper-case uuids, URLs with ports and queries, non-UTC offsets.
 
-The schema generator covers the JSON Schema 2020-12 subset the specs use: type (and type lists), enum,
-const, properties/required/additionalProperties, dependentRequired, if/then/else (in allOf), items,
-min/maxItems, min/maxLength, minimum/maximum and their exclusive forms, pattern, format (uuid, uri,
-date-time), oneOf/anyOf/allOf and not. The compiled validator checks every value it hands out.
 """
 
 from __future__ import annotations
 
 import json
-import math
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field, replace
-from datetime import UTC, datetime, timedelta, timezone
 from functools import cache
 from typing import Any
 from urllib.parse import quote
@@ -27,29 +23,32 @@ from hypothesis.strategies import SearchStrategy
 
 from mockserver.request import MockRequest
 from mockserver.scenarios import SCENARIOS, WIRE_FAULTS
-from mockserver.spec import PROVIDER_SPECS, Operation, Spec, compile_schema, load, spec_path
+from mockserver.spec import PROVIDER_SPECS, Operation, Spec, load, spec_path
 from mockserver.validation import rule_violations
+
+from .schemas import (
+    CHARS,
+    NAMES,
+    SPAN,
+    TYPES,
+    Schema,
+    as_list,
+    flatten,
+    from_schema,
+    generate,
+    if_then_else,
+    is_valid_for,
+    merge,
+    types_of,
+)
 
 __all__ = [
     "Behaviour", "RequestCase", "ResponseCase", "behaviours", "callback_kinds", "callbacks", "error_outcomes",
     "from_schema", "requests", "responses",
 ]
 
-Schema = dict[str, Any]
-_TYPES = ("null", "boolean", "integer", "number", "string", "array", "object")
-_BIG = 2**53  # unbounded integers stay where every JSON client (JavaScript included) reads them exactly
-_SPAN = 1e12  # unbounded numbers likewise stay printable without exponent surprises
-# No lone surrogates anywhere: they cannot travel as JSON text. Ordinary text leaves out control, private-use
-# and unassigned characters; adversarial text keeps them (NUL, bidi marks and friends are valid JSON strings).
-_CHARS = st.characters(codec="utf-8", exclude_categories=("Cc", "Co", "Cn"))
-_ODD_CHARS = st.characters(codec="utf-8")
-_NAMES = st.from_regex(r"[a-z][A-Za-z0-9_]{0,11}", fullmatch=True)
-_SCALAR = st.one_of(st.none(), st.booleans(), st.integers(-1000, 1000), st.floats(-1e6, 1e6), st.text(_CHARS, max_size=8))
-_ANY_JSON = st.recursive(_SCALAR, lambda inner: st.lists(inner, max_size=3) | st.dictionaries(
-    st.text(_CHARS, max_size=6), inner, max_size=3), max_leaves=6)
 
-
-# ---------------------------------------------------------------- specs and compiled validators
+# ---------------------------------------------------------------- specs
 
 @cache
 def _spec(provider: str) -> Spec:
@@ -63,231 +62,6 @@ def _op(provider: str, operation_id: str) -> Operation:
     if operation_id not in spec.by_id:
         raise ValueError(f"{provider} has no operation {operation_id!r}; expected one of {', '.join(spec.by_id)}")
     return spec.by_id[operation_id]
-
-
-@cache
-def _compiled(key: str) -> Any:
-    return compile_schema(json.loads(key))
-
-
-def _valid(schema: Any) -> Callable[[Any], bool]:
-    """The compiled validator's `is_valid` (cached per schema: the same subschemas recur across operations)."""
-    return _compiled(json.dumps(schema, sort_keys=True, default=str)).is_valid  # type: ignore[no-any-return]
-
-
-# ---------------------------------------------------------------- the schema generator
-
-def _as_list(value: Any) -> list[Any]:
-    return list(value) if isinstance(value, list) else [value]
-
-
-def _fits(kind: str, kinds: list[Any]) -> bool:
-    """Is `kind` allowed by `kinds`? Every integer is a number, not the other way round."""
-    return kind in kinds or (kind == "integer" and "number" in kinds)
-
-
-def _merge(a: Schema, b: Schema) -> Schema:
-    """Both schemas at once (allOf, or a oneOf branch under its parent's keywords)."""
-    out = dict(a)
-    for key, value in b.items():
-        if key == "properties":
-            mine = a.get("properties") or {}
-            out[key] = {**mine, **{n: _merge(mine.get(n) or {}, s) for n, s in value.items()}}
-        elif key == "required":
-            out[key] = list(dict.fromkeys([*(a.get(key) or ()), *value]))
-        elif key == "allOf":
-            out[key] = [*(a.get(key) or ()), *value]
-        elif key == "type" and "type" in a:
-            mine, theirs = _as_list(a[key]), _as_list(value)
-            out[key] = list(dict.fromkeys([t for t in mine if _fits(t, theirs)] + [t for t in theirs if _fits(t, mine)]))
-        else:
-            out[key] = value
-    return out
-
-
-def _flatten(schema: Schema) -> Schema:
-    """Fold `allOf` into one schema; if/then pairs stay in `allOf` for the object generator to apply."""
-    if "allOf" not in schema:
-        return schema
-    out: Schema = {k: v for k, v in schema.items() if k != "allOf"}
-    conditions = []
-    for part in schema["allOf"]:
-        part = _flatten(part)
-        conditions += [{k: part[k] for k in ("if", "then", "else") if k in part}] if "if" in part else []
-        out = _merge(out, {k: v for k, v in part.items() if k not in ("if", "then", "else")})
-    if conditions:
-        out["allOf"] = [*(out.get("allOf") or ()), *conditions]
-    return out
-
-
-def _conditions(schema: Schema) -> list[Schema]:
-    """The if/then/else pairs that apply to a flattened schema: its own and those its allOf carried."""
-    return [c for c in [schema, *(schema.get("allOf") or ())] if "if" in c]
-
-
-def _types(schema: Schema) -> list[str]:
-    if "type" in schema:
-        return [str(t) for t in _as_list(schema["type"])]
-    if {"properties", "required", "additionalProperties", "dependentRequired"} & set(schema):
-        return ["object"]
-    if "items" in schema:
-        return ["array"]
-    if {"minLength", "maxLength", "pattern", "format"} & set(schema):
-        return ["string"]
-    if {"minimum", "maximum", "exclusiveMinimum", "exclusiveMaximum"} & set(schema):
-        return ["number"]
-    return []  # no type at all: any JSON value
-
-
-def _prefer(likely: SearchStrategy[Any], other: SearchStrategy[Any]) -> SearchStrategy[Any]:
-    """`likely` three times in four; shrinks toward `other`, the ordinary case."""
-    return st.integers(0, 3).flatmap(lambda i: other if i == 0 else likely)
-
-
-def _gen(schema: Schema, adv: bool) -> SearchStrategy[Any]:
-    schema = _flatten(schema)
-    if "const" in schema:
-        return st.just(schema["const"])
-    if "enum" in schema:
-        return st.sampled_from(schema["enum"])  # every value is reachable, and shrinks to the first
-    for key in ("oneOf", "anyOf"):
-        if key in schema:
-            base = {k: v for k, v in schema.items() if k != key}
-            return st.one_of([_gen(_merge(base, branch), adv) for branch in schema[key]])
-    if "not" in schema:
-        excluded = _valid(schema["not"])
-        return _gen({k: v for k, v in schema.items() if k != "not"}, adv).filter(lambda v: not excluded(v))
-    types = _types(schema)
-    if not types:
-        return _ANY_JSON
-    typed = [_typed(t, schema, adv) for t in types if t != "null"]
-    if "null" not in types:
-        return st.one_of(typed)
-    if not typed:
-        return st.none()
-    return _prefer(st.none(), st.one_of(typed)) if adv else st.one_of(st.none(), *typed)
-
-
-def _typed(kind: str, schema: Schema, adv: bool) -> SearchStrategy[Any]:
-    if kind == "boolean":
-        return st.booleans()
-    if kind in ("integer", "number"):
-        return _number(schema, adv, kind == "integer")
-    if kind == "string":
-        return _string(schema, adv)
-    if kind == "array":
-        low = int(schema.get("minItems", 0))
-        return st.lists(_gen(schema.get("items") or {}, adv), min_size=low,
-                        max_size=min(int(schema.get("maxItems", low + 3)), low + 3))
-    if kind == "object":
-        return _object(schema, adv)
-    return st.nothing()
-
-
-def _number(schema: Schema, adv: bool, integer: bool) -> SearchStrategy[Any]:
-    lo, hi = schema.get("minimum"), schema.get("maximum")
-    xlo, xhi = schema.get("exclusiveMinimum"), schema.get("exclusiveMaximum")
-    if integer:
-        low = max([-_BIG, *([math.ceil(lo)] if lo is not None else []), *([math.floor(xlo) + 1] if xlo is not None else [])])
-        high = min([_BIG, *([math.floor(hi)] if hi is not None else []), *([math.ceil(xhi) - 1] if xhi is not None else [])])
-        values: SearchStrategy[Any] = st.integers(low, high)
-        edges = [low, high, *([0] if low <= 0 <= high else [])]
-        return _prefer(st.sampled_from(edges), values) if adv else values
-    floor = max([-_SPAN, *(v for v in (lo, xlo) if v is not None)])
-    ceil = min([_SPAN, *(v for v in (hi, xhi) if v is not None)])
-    floats = st.floats(floor, ceil, exclude_min=xlo is not None and floor == xlo,
-                       exclude_max=xhi is not None and ceil == xhi, allow_nan=False, allow_infinity=False)
-    # JSON numbers are often written as integers (`30`, not `30.0`); clients must read both.
-    whole = st.integers(math.ceil(floor), math.floor(ceil)).filter(
-        lambda i: (xlo is None or i > xlo) and (xhi is None or i < xhi)) if math.ceil(floor) <= math.floor(ceil) \
-        else st.nothing()
-    edges = [v for v in (lo, hi) if v is not None] + ([0] if floor <= 0 <= ceil else [])
-    return _prefer(st.sampled_from(edges), floats | whole) if adv and edges else floats | whole
-
-
-def _string(schema: Schema, adv: bool) -> SearchStrategy[str]:
-    lo, hi = int(schema.get("minLength", 0)), schema.get("maxLength")
-    fmt, pattern = schema.get("format"), schema.get("pattern")
-    if fmt in _FORMATS or pattern:
-        base = _FORMATS[fmt](adv) if fmt in _FORMATS else st.from_regex(str(pattern), fullmatch=True)
-        if adv and hi is not None and fmt == "uri":  # the longest URL the spec allows, to catch short DB columns
-            base = base | base.map(lambda u: u + "a" * (int(hi) - len(u)))
-        return base.filter(lambda s: lo <= len(s) <= (hi if hi is not None else len(s)))
-    top, chars = int(hi) if hi is not None else lo + 40, _ODD_CHARS if adv else _CHARS
-    text = st.text(chars, min_size=lo, max_size=top)
-    if not adv:
-        return text
-    edges = st.sampled_from(sorted({lo, top} if hi is not None else {lo}))
-    return _prefer(edges.flatmap(lambda n: st.text(chars, min_size=n, max_size=n)), text)
-
-
-def _uri(adv: bool) -> SearchStrategy[str]:
-    host = st.from_regex(r"[a-z][a-z0-9-]{0,14}\.example\.(com|org)", fullmatch=True)
-    path = st.lists(st.from_regex(r"[A-Za-z0-9._~-]{1,12}", fullmatch=True), max_size=4).map("/".join)
-    if not adv:
-        return st.builds(lambda h, p: f"https://{h}/{p}", host, path)
-    query = st.none() | st.text(_CHARS, max_size=10).map(lambda t: "q=" + quote(t, safe=""))
-    return st.builds(lambda s, h, port, p, q: f"{s}://{h}{'' if port is None else f':{port}'}/{p}"
-                     f"{'' if q is None else '?' + q}", st.sampled_from(["https", "http"]),
-                     host | st.sampled_from(["localhost", "127.0.0.1", "[::1]"]), st.none() | st.integers(1, 65535),
-                     path, query)
-
-
-def _date_time(adv: bool) -> SearchStrategy[str]:
-    # Offsets other than Z, and any sub-second precision, are valid RFC 3339 that naive parsers choke on.
-    zones = st.integers(-14 * 60 + 1, 14 * 60 - 1).map(lambda m: timezone(timedelta(minutes=m))) if adv \
-        else st.just(UTC)
-    moments = st.datetimes(datetime(2000, 1, 1), datetime(2099, 12, 31), timezones=zones)
-    if adv:
-        return moments.map(lambda d: d.isoformat().replace("+00:00", "Z"))
-    return moments.map(lambda d: d.isoformat(timespec="milliseconds").replace("+00:00", "Z"))
-
-
-_FORMATS: dict[str, Callable[[bool], SearchStrategy[str]]] = {
-    # Providers hand out version-4 ids; any version, and upper case, are valid uuids clients rarely see.
-    "uuid": lambda adv: st.uuids().map(lambda u: str(u).upper()) | st.uuids().map(str) if adv
-    else st.uuids(version=4).map(str),
-    "uri": _uri,
-    "date-time": _date_time,
-}
-
-
-def _object(schema: Schema, adv: bool) -> SearchStrategy[dict[str, Any]]:
-    props: dict[str, Schema] = schema.get("properties") or {}
-    required = list(dict.fromkeys(schema.get("required") or ()))
-    extra = schema.get("additionalProperties", True)
-    extra_values = _gen(extra if isinstance(extra, dict) else {}, adv) if extra is not False else None
-    values = {name: _gen(sub, adv) for name, sub in props.items()}
-    dependent: dict[str, list[str]] = schema.get("dependentRequired") or {}
-    conditions = [(_valid(c["if"]), c.get("then") or {}, c.get("else") or {}) for c in _conditions(schema)]
-    # Adversarial: an optional property is usually absent, which is what clients forget to handle.
-    present = st.integers(0, 2).map(lambda i: i == 0) if adv else st.booleans()
-
-    @st.composite
-    def build(draw: st.DrawFn) -> dict[str, Any]:
-        out: dict[str, Any] = {}
-        wanted = required + [name for name in props if name not in required and draw(present)]
-        for _ in range(len(props) + 1):  # dependentRequired and if/then can pull in more properties, in rounds
-            for name in wanted:
-                if name not in out:
-                    out[name] = draw(values.get(name, _ANY_JSON))
-            more = [d for key, deps in dependent.items() if key in out for d in deps]
-            for holds, then, other in conditions:
-                more += (then if holds(out) else other).get("required") or []
-            wanted = [name for name in more if name not in out]
-            if not wanted:
-                break
-        if adv and extra_values is not None:
-            for key in draw(st.lists(_NAMES.filter(lambda k: k not in props), max_size=3, unique=True)):
-                out[key] = draw(extra_values)
-        return out
-
-    return build()
-
-
-def from_schema(schema: Schema, *, adversarial: bool = False) -> SearchStrategy[Any]:
-    """Values valid against a resolved JSON Schema (2020-12 subset the specs use)."""
-    return _gen(schema, adversarial).filter(_valid(schema))  # the compiled validator has the last word
 
 
 # ---------------------------------------------------------------- requests
@@ -323,7 +97,7 @@ def _text(value: Any) -> str:
 
 def _read_param(text: str, schema: Schema) -> Any:
     """Parameters arrive as text; the mock reads them as the schema's scalar type when they parse."""
-    for kind in _types(schema):
+    for kind in types_of(schema):
         try:
             if kind == "integer":
                 return int(text)
@@ -350,7 +124,7 @@ def _apply_limits(op: Operation, body: dict[str, Any], adv: bool, draw: st.DrawF
     decided: set[str] = set()
     for rule in op.x_mock.get("limits") or ():
         name, when = rule["field"], rule.get("when") or {}
-        if name in decided or not all(body.get(k) in _as_list(v) for k, v in when.items()):
+        if name in decided or not all(body.get(k) in as_list(v) for k, v in when.items()):
             continue
         decided.add(name)
         value, limit = body.get(name), int(rule["max"])
@@ -363,7 +137,7 @@ def _apply_rules(op: Operation, body: dict[str, Any], draw: st.DrawFn) -> dict[s
     """Build bodies that keep `x-mock.rules` (the VOX range: end after start, at most max_span apart)."""
     for rule in op.x_mock.get("rules") or ():
         if rule.get("rule") == "range" and rule["start"] in body and rule["end"] in body:
-            span = float(rule.get("max_span") or 0) or _SPAN
+            span = float(rule.get("max_span") or 0) or SPAN
             start = body[rule["start"]]
             length = draw(st.sampled_from([span, int(span)]) | st.floats(0, span, exclude_min=True)
                           | st.integers(1, max(1, int(span))))
@@ -372,7 +146,7 @@ def _apply_rules(op: Operation, body: dict[str, Any], draw: st.DrawFn) -> dict[s
 
 
 def _valid_request(op: Operation, adv: bool) -> SearchStrategy[RequestCase]:
-    params = {p.name: _gen(p.schema, adv).filter(p.validator.is_valid) for p in op.params}
+    params = {p.name: generate(p.schema, adv).filter(p.validator.is_valid) for p in op.params}
     body = from_schema(op.body_schema, adversarial=adv) if op.body_schema is not None else st.none()
     header, scheme = _auth(op)
     key = st.from_regex(r"[A-Za-z0-9_-]{1,32}", fullmatch=True)
@@ -409,19 +183,19 @@ def _valid_request(op: Operation, adv: bool) -> SearchStrategy[RequestCase]:
 def _of_type(kind: str) -> SearchStrategy[Any]:
     return {"null": st.none(), "boolean": st.booleans(), "integer": st.integers(-1000, 1000),
             "number": st.floats(-1000, 1000).filter(lambda f: not f.is_integer()),
-            "string": st.text(_CHARS, max_size=10), "array": st.lists(st.integers(), max_size=2),
-            "object": st.dictionaries(_NAMES, st.integers(), max_size=2)}[kind]
+            "string": st.text(CHARS, max_size=10), "array": st.lists(st.integers(), max_size=2),
+            "object": st.dictionaries(NAMES, st.integers(), max_size=2)}[kind]
 
 
 def _bad_values(schema: Schema, as_text: bool = False) -> list[tuple[str, SearchStrategy[Any]]]:
     """Each way one value can break `schema`: (kind, values that do, and no other way where avoidable)."""
-    schema = _flatten(schema)
+    schema = flatten(schema)
     found: list[tuple[str, SearchStrategy[Any]]] = []
     fixed = [schema["const"]] if "const" in schema else list(schema.get("enum") or ())
-    allowed = set(_types(schema)) if "type" in schema else {_json_type(v) for v in fixed}
+    allowed = set(types_of(schema)) if "type" in schema else {_json_type(v) for v in fixed}
     allowed |= {"integer"} if "number" in allowed else set()
     if allowed and not (as_text and "string" in allowed):  # in a URL every value is text
-        found.append(("wrong_type", st.sampled_from([t for t in _TYPES if t not in allowed]).flatmap(_of_type)))
+        found.append(("wrong_type", st.sampled_from([t for t in TYPES if t not in allowed]).flatmap(_of_type)))
     same_type = st.one_of([_of_type(t) for t in sorted(allowed or {"string"})])
     if fixed:
         found.append(("bad_enum", same_type.filter(lambda v: v not in fixed)))
@@ -429,13 +203,13 @@ def _bad_values(schema: Schema, as_text: bool = False) -> list[tuple[str, Search
         numbers = st.integers(-10**6, 10**6) | (st.floats(-1e6, 1e6) if "integer" not in allowed else st.nothing())
         found.append(("out_of_range", numbers))
     if schema.get("minLength", 0) > 0:
-        found.append(("out_of_range", st.text(_CHARS, max_size=int(schema["minLength"]) - 1)))
+        found.append(("out_of_range", st.text(CHARS, max_size=int(schema["minLength"]) - 1)))
     if "maxLength" in schema:
         size = int(schema["maxLength"]) + 1
-        found.append(("out_of_range", st.text(_CHARS, min_size=size, max_size=size + 4)))
+        found.append(("out_of_range", st.text(CHARS, min_size=size, max_size=size + 4)))
     if "format" in schema or "pattern" in schema:
-        found.append(("bad_format", st.text(_CHARS, max_size=20)))
-    invalid = _valid(schema)
+        found.append(("bad_format", st.text(CHARS, max_size=20)))
+    invalid = is_valid_for(schema)
     return [(kind, values.filter(lambda v: not invalid(v))) for kind, values in found]
 
 
@@ -453,11 +227,11 @@ def _json_type(value: Any) -> str:
 
 def _required_now(schema: Schema, body: dict[str, Any]) -> list[str]:
     """The body fields the schema requires for this body: required, dependentRequired and if/then."""
-    schema = _flatten(schema)
+    schema = flatten(schema)
     found = list(schema.get("required") or ())
     found += [d for key, deps in (schema.get("dependentRequired") or {}).items() if key in body for d in deps]
-    for c in _conditions(schema):
-        found += ((c.get("then") if _valid(c["if"])(body) else c.get("else")) or {}).get("required") or []
+    for c in if_then_else(schema):
+        found += ((c.get("then") if is_valid_for(c["if"])(body) else c.get("else")) or {}).get("required") or []
     return list(dict.fromkeys(n for n in found if n in body))
 
 
@@ -468,7 +242,7 @@ _VIOLATIONS = ("missing", "wrong_type", "out_of_range", "bad_enum", "bad_format"
 
 def _invalid_request(op: Operation, adv: bool) -> SearchStrategy[RequestCase]:
     header, scheme = _auth(op)
-    valid, schema = _valid_request(op, adv), _flatten(op.body_schema or {})
+    valid, schema = _valid_request(op, adv), flatten(op.body_schema or {})
     props: dict[str, Schema] = schema.get("properties") or {}
     # Built once: how each parameter and body field can go wrong does not depend on the case at hand.
     bad_params = {p.name: [(kind, values.map(_text).filter(_param_breaks(p.validator, p.schema)))
@@ -503,7 +277,7 @@ def _invalid_request(op: Operation, adv: bool) -> SearchStrategy[RequestCase]:
                 options += [(kind, f"/body/{name}", values, _body_setter(case, name))
                             for kind, values in bad_fields.get(name, ())]
             if schema.get("additionalProperties") is False:
-                options.append(("unknown_property", "/body", _NAMES.filter(lambda k: k not in props),
+                options.append(("unknown_property", "/body", NAMES.filter(lambda k: k not in props),
                                 lambda k: replace(case, body={**body, k: 1})))
             for rule in op.x_mock.get("rules") or ():
                 if rule.get("rule") == "range" and rule["start"] in body:
@@ -595,7 +369,7 @@ def _response_schema(op: Operation, status: int, code: int) -> Schema | None:
         return None
     field_name, props = op.provider.code_field, dict(schema.get("properties") or {})
     pinned = props.get(field_name) or {}
-    plain_integer = _types(pinned) == ["integer"] and not {"const", "enum"} & set(pinned)
+    plain_integer = types_of(pinned) == ["integer"] and not {"const", "enum"} & set(pinned)
     if field_name in props and (op.provider.body_transport or plain_integer):
         props[field_name] = {**pinned, "const": code}
     example = op.example_for_code(code)
@@ -629,7 +403,7 @@ def responses(provider: str, operation_id: str, status: int | None = None, *, co
 def _response(op: Operation, status: int, code: int, adv: bool) -> SearchStrategy[ResponseCase]:
     doc, schema = op.responses[status], _response_schema(op, status, code)
     body = st.none() if schema is None else from_schema(schema, adversarial=adv)
-    headers = st.fixed_dictionaries({name: _gen(h.get("schema") or {"type": "string"}, adv).map(_text)
+    headers = st.fixed_dictionaries({name: generate(h.get("schema") or {"type": "string"}, adv).map(_text)
                                      for name, h in doc.headers.items()})
     return st.builds(lambda b, h: ResponseCase(status, {**h, **({"Content-Type": "application/json"} if b is not None
                                                                  else {})}, b, code), body, headers)
@@ -642,7 +416,7 @@ def _branches(provider: str, operation_id: str) -> list[tuple[str, Schema, Any]]
         parts = cb.schema.get("oneOf") or cb.schema.get("anyOf")
         base = {k: v for k, v in cb.schema.items() if k not in ("oneOf", "anyOf")}
         for index, part in enumerate(parts or [{}]):
-            branch = _merge(base, part)
+            branch = merge(base, part)
             found.append((_label(cb.name, index, branch, cb.examples), branch, cb.validator))
     return found
 
@@ -651,15 +425,15 @@ def _label(name: str, index: int, branch: Schema, examples: dict[str, Any]) -> s
     """A branch's kind: its title's first word, else the first example it alone accepts, else name.index."""
     if branch.get("title"):
         return str(branch["title"]).split()[0]
-    ok = _valid(branch)
+    ok = is_valid_for(branch)
     return next((example for example, value in examples.items() if ok(value)), f"{name}.{index}")
 
 
 def _pin(schema: Schema, value: Any, depth: int = 3) -> Schema | None:
     """`schema` with the first property whose const/enum holds `value` fixed to it (and required), if any."""
-    schema = _flatten(schema)
+    schema = flatten(schema)
     for name, sub in (schema.get("properties") or {}).items():
-        sub = _flatten(sub)
+        sub = flatten(sub)
         if sub.get("const", object()) == value or value in (sub.get("enum") or ()):
             narrowed = {**sub, "const": value}
         elif depth > 1 and (deeper := _pin(sub, value, depth - 1)) is not None:

@@ -1,9 +1,10 @@
-"""Callback delivery: schedule on the clock, build the documented payload, sign, POST, retry, record.
+"""Callback delivery: open a delivery, POST it on the scheduler, retry, record each attempt.
 
-A delivery is opened when its task reaches the stage it reports. Its payload is built then, from the
-same task record that polling reads, and stays fixed across retries. Each attempt is recorded (time,
-status, latency, error); after the last retry fails the delivery is given up and the task shows
-`CALLBACK_EXCEPTION`. Deliveries run on the scheduler, never inside a request.
+A delivery is opened (`Deliveries.open`) by a provider's stage job when its task reaches the stage it reports,
+with the payload the provider built then from the task record polling reads; it stays fixed across retries.
+The provider also signs each attempt (`ProviderCallbacks.headers`). This module knows no provider. Each
+attempt is recorded (time, status, latency, error); after the last retry fails the delivery is given up and
+the task shows `CALLBACK_EXCEPTION`. Deliveries run on the scheduler, never inside a request.
 
 A task's `scenario` (set from `Prefer: scenario=...`) is read when the stage fires:
 
@@ -18,45 +19,36 @@ A task's `scenario` (set from `Prefer: scenario=...`) is read when the stage fir
 from __future__ import annotations
 
 import asyncio
-import base64
-import hashlib
-import hmac
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
-from typing import TYPE_CHECKING, Any
+from collections.abc import Callable, Mapping
+from typing import Any, Protocol
 from urllib.parse import urlsplit
 
-from . import apibox, musicapi
 from .clock import Clock, Scheduler
-from .config import MockConfig
+from .config import CallbackConfig, MockConfig
 from .responses import encode
-from .state import Store
-
-if TYPE_CHECKING:
-    import aiohttp
+from .sender import HttpSender, SendError
+from .store import Store
 
 log = logging.getLogger("stemmock.callbacks")
 
-STAGE_MESSAGES = {"text": "Text generation completed.", "first": "First song generated successfully.",
-                  "complete": "All generated successfully."}
 SCENARIOS = ("callback_fails", "callback_duplicate", "callback_late", "callback_never")
 # Delivery states: pending (an attempt is due or running), delivered, failed (retries exhausted),
 # suppressed (callback_never), blocked (the URL's host is not in callbacks.allow_hosts).
 TERMINAL_STATES = ("delivered", "failed", "suppressed", "blocked")
 
 
-def musicapi_signature(secret: str, timestamp: str, body: bytes) -> str:
-    """`sha256=<hex HMAC-SHA256 of "timestamp.raw body">`, as MusicAPI signs its webhooks."""
-    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
-    return f"sha256={digest}"
+class ProviderCallbacks(Protocol):
+    """What delivery needs of a provider: where its tasks are stored, and the headers that sign an attempt."""
 
+    task_kind: str  # the store kind marked `callback_exception` when a delivery of the provider's is given up
 
-def apibox_signature(key: str, task_id: str, timestamp: str) -> str:
-    """base64 HMAC-SHA256 of `taskId.timestamp` (the kie-style variant; the body is not covered)."""
-    return base64.b64encode(hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()).decode()
+    def headers(self, delivery: dict[str, Any], body: bytes, timestamp: str, config: CallbackConfig) -> dict[str, str]:
+        """The provider's own headers for one attempt of `delivery` (its signature, ids), made at `timestamp`."""
+        ...
 
 
 _DEFAULT_PORTS = {"http": 80, "https": 443}
@@ -104,81 +96,13 @@ def host_allowed(url: str | None, allow_hosts: tuple[str, ...]) -> bool:
     return refused_target(url, allow_hosts) is None
 
 
-class SendError(Exception):
-    """A POST that produced no HTTP status; the message starts with the failure class (ConnectError, ...)."""
-
-
-class HttpSender:
-    """Callback POSTs through aiohttp's pooled client; only the answer's status is read.
-
-    aiohttp rather than httpx here: httpx's async pool caps a burst of deliveries at a few hundred per
-    second on this kind of machine, aiohttp sends thousands.
-    """
-
-    def __init__(self, max_connections: int) -> None:
-        import aiohttp  # noqa: F401  (imported when the first delivery is made: start-up does not pay for it)
-
-        self.max_connections = max_connections
-        self._session: aiohttp.ClientSession | None = None
-
-    def _client(self) -> aiohttp.ClientSession:
-        import aiohttp
-
-        if self._session is None or self._session.closed:
-            # Idle connections are dropped after 2 s: receivers commonly close them after 5 s (uvicorn's
-            # default), and a connection reused just as the peer closes it fails a delivery for no reason.
-            connector = aiohttp.TCPConnector(limit=self.max_connections, keepalive_timeout=2.0)
-            self._session = aiohttp.ClientSession(connector=connector, trust_env=False, auto_decompress=False)
-        return self._session
-
-    async def post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        """POST `body` to `url`; the answer's status code. Raises SendError when there is none."""
-        import aiohttp
-
-        parts = urlsplit(url)
-        if parts.scheme not in ("http", "https") or not parts.hostname:
-            raise SendError(f"UnsupportedURL: {url!r} is not an http(s) URL")
-        try:
-            return await self._post(url, body, headers)
-        except aiohttp.ClientOSError as exc:
-            if "request body" not in str(exc):
-                raise SendError(f"ClientOSError: {exc}") from exc
-            # The request never left (a kept-alive connection closed under it): once more, on a new connection.
-            try:
-                return await self._post(url, body, {**headers, "Connection": "close"})
-            except aiohttp.ClientError as again:
-                raise SendError(f"{type(again).__name__}: {again}") from again
-
-    async def _post(self, url: str, body: bytes, headers: dict[str, str]) -> int:
-        import aiohttp
-
-        try:
-            async with self._client().post(url, data=body, headers=headers, allow_redirects=False) as response:
-                return response.status
-        except aiohttp.ClientConnectorError as exc:
-            raise SendError(f"ConnectError: {exc}") from exc
-        except aiohttp.ServerDisconnectedError as exc:
-            raise SendError("ReadError: the connection closed before an answer") from exc
-        except aiohttp.ClientResponseError as exc:  # the peer answered something that is not HTTP
-            raise SendError(f"ProtocolError: {exc.message}") from exc
-        except aiohttp.ClientOSError:
-            raise
-        except aiohttp.ClientError as exc:
-            raise SendError(f"{type(exc).__name__}: {exc}") from exc
-        except ValueError as exc:  # a URL aiohttp cannot use
-            raise SendError(f"UnsupportedURL: {exc}") from exc
-
-    async def close(self) -> None:
-        if self._session is not None:
-            await self._session.close()
-            self._session = None
-
-
 class Deliveries:
     """Every callback the mock owes, and the attempts made to deliver each."""
 
-    def __init__(self, store: Store, clock: Clock, scheduler: Scheduler, config: MockConfig) -> None:
+    def __init__(self, store: Store, clock: Clock, scheduler: Scheduler, config: MockConfig,
+                 providers: Mapping[str, ProviderCallbacks]) -> None:
         self.store = store
+        self.providers = providers
         self.clock = clock
         self.scheduler = scheduler
         self.config = config
@@ -187,101 +111,7 @@ class Deliveries:
         # the heap again here, as it did at start-up.
         self.after_first_sender: Callable[[], None] | None = None
         self._inflight: set[str] = set()  # delivery ids with an attempt on the wire from this worker
-        scheduler.register("generation_stage", self._generation_stage)
-        scheduler.register("separation_done", self._separation_done)
-        scheduler.register("musicapi_done", self._musicapi_done)
-        scheduler.register("upload_done", self._upload_done)
         scheduler.register("attempt", self._attempt)
-
-    # -- scheduling (called from actions, inside a request: cheap, no I/O) ----------------------------------
-    def schedule_generation(self, task: dict[str, Any]) -> None:
-        if not task.get("callback_url"):
-            return
-        for stage in ("text", "first", "complete"):
-            self.scheduler.at(task["stages"][stage], "generation_stage", task["id"], stage,
-                              label=f"apibox generate {task['id']} {stage}")
-
-    def schedule_separation(self, task: dict[str, Any]) -> None:
-        if task.get("callback_url"):
-            self.scheduler.at(task["done_at"], "separation_done", task["id"],
-                              label=f"apibox vocal-removal {task['id']}")
-
-    def schedule_musicapi(self, task: dict[str, Any]) -> None:
-        self.scheduler.at(task["ready_at"], "musicapi_done", task["id"], label=f"musicapi task {task['id']}")
-
-    def schedule_upload(self, task: dict[str, Any]) -> None:
-        self.scheduler.at(task["ready_at"], "upload_done", task["id"], label=f"musicapi upload {task['id']}")
-
-    # -- payloads (built when the stage is reached, from the task record) ------------------------------------
-    @staticmethod
-    def _failed(task: dict[str, Any]) -> bool:
-        return bool(task.get("failed")) or task.get("scenario") == "callback_fails"
-
-    async def _generation_stage(self, task_id: str, stage: str) -> None:
-        task = self.store.get("apibox_task", task_id)
-        if task is None:
-            return
-        if self._failed(task):
-            # A failed generation reports once, at its terminal instant, with the documented `error` stage.
-            if stage != "complete":
-                return
-            payload = {"code": task.get("error_code") or 500,
-                       "msg": task.get("error_message") or "Generation failed.",
-                       "data": {"callbackType": "error", "task_id": task_id, "data": None}}
-            await self._open("apibox", task, "generate.error", payload)
-            return
-        payload = {"code": 200, "msg": STAGE_MESSAGES[stage],
-                   "data": {"callbackType": stage, "task_id": task_id,
-                            "data": apibox.generation_tracks(task, self.clock.now())}}
-        await self._open("apibox", task, f"generate.{stage}", payload)
-
-    async def _separation_done(self, task_id: str) -> None:
-        task = self.store.get("apibox_task", task_id)
-        if task is None:
-            return
-        if self._failed(task):
-            payload = {"code": task.get("error_code") or 500,
-                       "msg": task.get("error_message") or "Vocal separation failed",
-                       "data": {"task_id": task_id, "vocal_removal_info": None}}
-            event = "vocal_removal.failed"
-        else:
-            info = {"origin_url": "", **apibox.separation_files(task)}
-            payload = {"code": 200, "msg": "vocal Removal generated successfully.",
-                       "data": {"task_id": task_id, "vocal_removal_info": info}}
-            event = f"vocal_removal.{task['type']}"
-        await self._open("apibox", task, event, payload)
-
-    async def _musicapi_done(self, task_id: str) -> None:
-        task = self.store.get("task", task_id)
-        if task is None or not task.get("webhook_url"):
-            return
-        now = self.clock.now()
-        clips = [musicapi.clip_view(c, now) for c in (self.store.get("clip", cid) for cid in task["clips"]) if c]
-        task_failed = self._failed(task)
-        if task_failed:
-            # The webhook must not show playable clips for a failed task, whatever the clip records say.
-            message = task.get("error_message") or "Generation failed."
-            clips = [{**c, "state": "failed", "audio_url": "", "duration": None, "error_message": message}
-                     for c in clips]
-        failed = task_failed or any(c["state"] == "failed" for c in clips)
-        event = "song.failed" if failed else "song.completed"
-        code = (task.get("error_code") or 500) if failed else 200
-        message = (task.get("error_message") or "failed") if failed else "success"
-        payload = {"code": code, "message": message, "task_id": task_id, "platform": "sonic", "event": event,
-                   "data": clips}
-        await self._open("musicapi", task, event, payload)
-
-    async def _upload_done(self, task_id: str) -> None:
-        task = self.store.get("upload", task_id)
-        if task is None:
-            return
-        if self._failed(task):
-            payload = {"code": 400, "message": "Invalid parameters.", "task_id": task_id}
-            event = "upload.failed"
-        else:
-            payload = {"code": 200, "message": "success", "task_id": task_id, "clip_id": task["clip_id"]}
-            event = "upload.completed"
-        await self._open("musicapi", task, event, payload)
 
     # -- delivery -------------------------------------------------------------------------------------------
     def _next_id(self) -> str:
@@ -315,7 +145,8 @@ class Deliveries:
         self.store.put("delivery", delivery["id"], delivery)
         return delivery
 
-    async def _open(self, provider: str, task: dict[str, Any], event: str, payload: dict[str, Any]) -> None:
+    async def open(self, provider: str, task: dict[str, Any], event: str, payload: dict[str, Any]) -> None:
+        """Open the delivery of `event` for `task` (once) and make its first attempt, as the task's scenario says."""
         scenario = task.get("scenario") if task.get("scenario") in SCENARIOS else None
         delivery = self._new(provider, task, event, payload, scenario)
         if delivery["state"] != "pending":
@@ -339,14 +170,7 @@ class Deliveries:
     def _headers(self, delivery: dict[str, Any], body: bytes) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": "stemmock-callbacks"}
         timestamp = str(int(self.clock.now()))
-        if delivery["provider"] == "musicapi":
-            secret = delivery.get("secret") or self.config.callbacks.webhook_secret
-            headers.update({"X-Webhook-Id": delivery["webhook_id"], "Idempotency-Key": delivery["webhook_id"],
-                            "X-Webhook-Event": delivery["event"], "X-Webhook-Timestamp": timestamp,
-                            "X-Webhook-Signature": musicapi_signature(secret, timestamp, body)})
-        elif self.config.callbacks.apibox_hmac_key:
-            headers.update({"X-Webhook-Timestamp": timestamp, "X-Webhook-Signature": apibox_signature(
-                self.config.callbacks.apibox_hmac_key, delivery["task_id"], timestamp)})
+        headers.update(self.providers[delivery["provider"]].headers(delivery, body, timestamp, self.config.callbacks))
         return headers
 
     def _http(self) -> HttpSender:
@@ -407,7 +231,7 @@ class Deliveries:
         else:
             self.store.update("delivery", delivery_id, {"attempts": attempts, "state": "failed",
                                                         "next_attempt_at": None, "error": attempt["error"]})
-            kind = "task" if delivery["provider"] == "musicapi" else "apibox_task"
+            kind = self.providers[delivery["provider"]].task_kind
             self.store.update(kind, delivery["task_id"], {"callback_exception": True})
             log.warning("callback %s for task %s given up after %d attempts: %s", delivery_id, delivery["task_id"],
                         len(attempts), attempt["error"])

@@ -141,7 +141,7 @@ def _check_store(config: MockConfig, app: MockApp | None) -> None:
         return
     import redis
 
-    from .redis_store import RedisStore
+    from .store.redis import RedisStore
 
     store = app.state.mock.store if app is not None else RedisStore(config.store)
     try:

@@ -15,7 +15,7 @@ from collections.abc import Awaitable, Callable, Iterator
 from contextvars import ContextVar
 from typing import Any
 
-from .state import MemoryStore, Store
+from .store import MemoryStore, Store
 
 log = logging.getLogger("stemmock.clock")
 

@@ -1,13 +1,14 @@
 """The control plane under /__mock/, described by openapi/control.yaml.
 
 Requests are validated against that spec like provider requests; each operation's `x-mock.action`
-(`control.<name>`) names one handler here. Handlers answer (HTTP status, JSON body).
+(`control.<name>`) names one handler here. Handlers answer (HTTP status, JSON body), and see of the mock only
+what `ControlledMock` names.
 """
 
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
 from .config import suggest
 from .request import MockRequest
@@ -15,9 +16,28 @@ from .scenarios import matches, task_outcomes
 from .validation import did_you_mean
 
 if TYPE_CHECKING:
-    from .app import Mock
+    from .callbacks import Deliveries
+    from .clock import Clock, Scheduler
+    from .spec import Spec
+    from .store import Store
 
-Handler = Callable[["Mock", MockRequest], Awaitable[tuple[int, Any]]]
+
+class ControlledMock(Protocol):
+    """What the control plane needs of the mock: its state, time, callbacks and providers."""
+
+    specs: list[Spec]
+    provider_names: list[str]
+    store: Store
+    clock: Clock
+    scheduler: Scheduler
+    deliveries: Deliveries
+
+    def reset(self) -> None: ...
+
+    def in_maintenance(self, provider: str, flags: dict[str, bool] | None = None) -> bool: ...
+
+
+Handler = Callable[[ControlledMock, MockRequest], Awaitable[tuple[int, Any]]]
 HANDLERS: dict[str, Handler] = {}
 
 
@@ -35,13 +55,13 @@ def unprocessable(message: str) -> tuple[int, Any]:
 
 
 @handler("reset")
-async def reset(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def reset(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     mock.reset()
     return 200, {"reset": True}
 
 
 @handler("journal")
-async def journal(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def journal(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     # The limit is applied before any record is built: `?limit=1` reads one record whatever the ring holds.
     limit = int(req.query["limit"]) if "limit" in req.query else None
     items = mock.store.journal(limit, req.query.get("operation"))
@@ -49,13 +69,13 @@ async def journal(mock: Mock, req: MockRequest) -> tuple[int, Any]:
 
 
 @handler("callbacks")
-async def callbacks(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def callbacks(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     items = mock.deliveries.list()
     return 200, {"callbacks": items, "count": len(items)}
 
 
 @handler("credits")
-async def credits(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def credits(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     key, body = req.path_params["api_key"], req.json
     providers = [body["provider"]] if body.get("provider") else mock.provider_names
     balances = {p: mock.store.set_balance(p, key, body["credits"], body.get("extra_credits", 0)) for p in providers}
@@ -63,12 +83,12 @@ async def credits(mock: Mock, req: MockRequest) -> tuple[int, Any]:
 
 
 @handler("get_maintenance")
-async def get_maintenance(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def get_maintenance(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     return 200, {"maintenance": {p: mock.in_maintenance(p) for p in mock.provider_names}}
 
 
 @handler("set_maintenance")
-async def set_maintenance(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def set_maintenance(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     body = req.json
     for provider in [body["provider"]] if body.get("provider") else mock.provider_names:
         mock.store.set_maintenance(provider, bool(body["on"]))
@@ -76,12 +96,12 @@ async def set_maintenance(mock: Mock, req: MockRequest) -> tuple[int, Any]:
 
 
 @handler("list_faults")
-async def list_faults(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def list_faults(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     return 200, {"faults": mock.store.faults()}
 
 
 @handler("add_fault")
-async def add_fault(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def add_fault(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     body = req.json
     name = body["operation"]
     found = [op for spec in mock.specs for op in spec.operations if matches(op, name) and name != "*"]
@@ -112,28 +132,28 @@ async def add_fault(mock: Mock, req: MockRequest) -> tuple[int, Any]:
 
 
 @handler("clear_faults")
-async def clear_faults(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def clear_faults(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     mock.store.clear_faults()
     return 200, {"faults": []}
 
 
 @handler("set_script")
-async def set_script(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def set_script(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     mock.store.set_script(list(req.json["steps"]))
     return 200, {"steps": mock.store.script()}
 
 
 @handler("get_script")
-async def get_script(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def get_script(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     return 200, {"steps": mock.store.script()}
 
 
 @handler("get_clock")
-async def get_clock(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def get_clock(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     return 200, {"mode": mock.clock.mode, "now": mock.clock.now(), "pending": len(mock.scheduler)}
 
 
 @handler("advance")
-async def advance(mock: Mock, req: MockRequest) -> tuple[int, Any]:
+async def advance(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     ran = await mock.scheduler.advance(float(req.json["seconds"]))
     return 200, {"now": mock.clock.now(), "ran": ran, "pending": len(mock.scheduler)}

@@ -14,7 +14,7 @@ from urllib.parse import parse_qsl
 import orjson
 from starlette.requests import ClientDisconnect
 
-from . import codec
+from .store import codec
 
 NO_BODY: Any = object()  # the request carried no body at all
 BAD_JSON: Any = object()  # the body is not JSON, or JSON the mock refuses (see `BodyProblem`)

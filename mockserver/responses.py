@@ -6,7 +6,7 @@ from typing import Any
 
 from starlette.types import Receive, Scope, Send
 
-from . import codec
+from .store import codec
 from .scenarios import Outcome
 from .spec import Operation, Provider
 
@@ -65,3 +65,9 @@ def render_outcome(op: Operation, outcome: Outcome) -> tuple[int, Any, dict[str,
         return status, body, dict(outcome.headers)
     status, body = error_body(op.provider, outcome.code, outcome.message or op.message_for(outcome.code))
     return status, body, dict(outcome.headers)
+
+
+def render(op: Operation, outcome: Outcome,
+           answer: tuple[int, Any, dict[str, str]] | None) -> tuple[int, Any, dict[str, str]]:
+    """Step 6: the answer the call's effect made (its status, body, headers), else the outcome's own answer."""
+    return answer if answer is not None else render_outcome(op, outcome)

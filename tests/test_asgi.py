@@ -71,7 +71,7 @@ def test_an_error_of_the_mocks_own_outside_a_call_answers_the_providers_500(monk
     def broken(scope: Any) -> dict[str, str]:
         raise RuntimeError("a bug of the mock's")
 
-    monkeypatch.setattr("mockserver.app.scope_query", broken)
+    monkeypatch.setattr("mockserver.intake.scope_query", broken)
     for path, expected in (("/api/v1/sonic/vox", (500, {"code": 500, "message": "Internal Server Error."})),
                            ("/api/v1/generate", (200, {"code": 500, "msg": "Server error, please try again later",
                                                        "data": None}))):
@@ -108,4 +108,4 @@ def test_the_request_is_read_as_starlette_reads_it(path: str, query: str, hosts:
     assert url_path(path) == request.url.path
     assert scope_headers(scope) == {k.lower(): v for k, v in request.headers.items()}
     assert scope_query(scope) == dict(request.query_params)
-    assert APP.mock.base_url(scope) == str(request.base_url).rstrip("/")
+    assert APP.mock.intake.base_url(scope) == str(request.base_url).rstrip("/")

@@ -1,10 +1,10 @@
-"""Unit tests for mockserver.audio: decodable silent MP3s, file URLs and Range headers."""
+"""Unit tests for mockserver.files.audio: decodable silent MP3s, file URLs and Range headers."""
 
 from __future__ import annotations
 
 import pytest
 
-from mockserver.audio import (
+from mockserver.files.audio import (
     FRAME_SECONDS,
     FileRef,
     byte_range,

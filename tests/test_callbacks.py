@@ -22,8 +22,10 @@ import yaml
 from contracts.live import LiveServer
 from contracts.receiver import CallbackReceiver
 from mockserver import MockConfig, create_app
-from mockserver.callbacks import Deliveries, HttpSender, SendError, host_allowed
+from mockserver.callbacks import Deliveries, host_allowed
 from mockserver.config import CallbackConfig
+from mockserver.providers import apibox
+from mockserver.sender import HttpSender, SendError
 from mockserver.spec import load, spec_path
 
 APIBOX = load(spec_path("apibox"))
@@ -473,7 +475,7 @@ def test_allow_hosts_blocks_callbacks_to_other_hosts(receiver: CallbackReceiver)
             task = {"id": task_id, "api_key": "k", "kind": "vocal_removal", "created_at": START, "done_at": START + 5,
                     "base_url": "http://mock", "type": "separate_vocal", "duration": 100.0, "callback_url": url}
             mock.store.put("apibox_task", task_id, task)
-            mock.deliveries.schedule_separation(task)
+            apibox.schedule_separation(mock.scheduler, task)
         await mock.scheduler.advance(5)
         await mock.deliveries.close()
         return mock.deliveries.list()

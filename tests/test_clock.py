@@ -9,8 +9,8 @@ from collections.abc import Iterator
 import pytest
 
 from mockserver.clock import Clock, Scheduler
-from mockserver.redis_store import RedisStore
-from mockserver.state import MemoryStore, Store
+from mockserver.store.redis import RedisStore
+from mockserver.store import MemoryStore, Store
 
 START = 1_767_225_600.0  # 2026-01-01T00:00:00Z
 

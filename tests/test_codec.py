@@ -1,4 +1,4 @@
-"""Unit tests for mockserver.codec: its results and errors are the standard library's, for every input."""
+"""Unit tests for mockserver.store.codec: its results and errors are the standard library's, for every input."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ import pytest
 from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
-from mockserver import codec
+from mockserver.store import codec
 
 # Text with lone surrogates too (the default alphabet leaves them out).
 TEXT = st.text(st.characters(exclude_categories=()), max_size=12)

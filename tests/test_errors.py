@@ -227,7 +227,7 @@ def test_a_fault_another_worker_used_up_is_decided_again_on_a_fresh_read() -> No
     import asyncio
 
     from mockserver.app import Mock
-    from mockserver.state import MemoryStore
+    from mockserver.store import MemoryStore
 
     class RacedStore(MemoryStore):
         takes = 0
@@ -293,4 +293,4 @@ def test_the_first_latency_rule_that_names_an_operation_applies(rules: tuple[tup
     app = create_app(MockConfig(latency=tuple(LatencyRule(operation=name, fixed=s) for name, s in rules)))
     mock = app.state.mock
     ops = {op.operation_id: op for spec in mock.specs for op in spec.operations}
-    assert {name: mock.latency(ops[name]) for name in expected} == expected
+    assert {name: mock.policy.latency(ops[name]) for name in expected} == expected

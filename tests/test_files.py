@@ -9,7 +9,7 @@ import miniaudio
 import pytest
 
 from contracts.receiver import CallbackReceiver
-from mockserver import audio
+from mockserver.files import audio
 
 FRAME = audio.FRAME_SECONDS  # 24 ms: a decoder can be off by at most one frame
 RETENTION = 14 * 24 * 3600

@@ -23,10 +23,11 @@ from conftest import API_KEY, MockHandle
 from contracts.live import LiveServer
 from contracts.receiver import CallbackReceiver
 from mockserver import MockConfig, create_app
-from mockserver.callbacks import Deliveries
+from mockserver.clock import Scheduler
 from mockserver.config import CallbackConfig, Limits
+from mockserver.providers import apibox
 from mockserver.spec import spec_path
-from mockserver.state import MemoryStore
+from mockserver.store import MemoryStore
 
 GENERATE = {"customMode": False, "instrumental": False, "model": "V4_5", "prompt": "night drive",
             "callBackUrl": "https://example.com/cb"}
@@ -294,10 +295,10 @@ def test_the_journal_shows_keys_redacted_and_stably(client: httpx.Client, mock: 
 
 
 def _break_generation(monkeypatch: pytest.MonkeyPatch) -> None:
-    def broken(self: Deliveries, task: dict[str, Any]) -> None:
+    def broken(scheduler: Scheduler, task: dict[str, Any]) -> None:
         raise RuntimeError(f"a bug of the mock's, after task {task['id']} was stored")
 
-    monkeypatch.setattr(Deliveries, "schedule_generation", broken)
+    monkeypatch.setattr(apibox, "schedule_generation", broken)
 
 
 def test_a_bug_in_the_pipeline_answers_500_and_rolls_back(client: httpx.Client, mock: MockHandle,
@@ -415,7 +416,7 @@ def test_serve_flags_and_their_environment_variables_set_the_limits() -> None:
 @pytest.mark.parametrize("kind", ["memory", "redis"])
 def test_commit_charges_and_stores_as_one_step(kind: str, request: pytest.FixtureRequest) -> None:
     """Charges and stores a call's records and jobs together, or (balance short) none of them, in both stores."""
-    from mockserver.redis_store import RedisStore
+    from mockserver.store.redis import RedisStore
 
     store = MemoryStore() if kind == "memory" else RedisStore(request.getfixturevalue("redis_url"))
     try:

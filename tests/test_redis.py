@@ -27,7 +27,7 @@ import yaml
 from conftest import free_port
 
 from contracts.receiver import CallbackReceiver
-from mockserver.redis_store import RedisStore
+from mockserver.store.redis import RedisStore
 
 KEY = "redis-key"
 AUTH = {"Authorization": f"Bearer {KEY}"}

@@ -1,4 +1,4 @@
-"""contracts.strategies: what it generates keeps (or, when asked, breaks) the specs it is derived from."""
+"""contracts.strategies and .schemas: what they generate keeps (or, when asked, breaks) the specs it is derived from."""
 
 from __future__ import annotations
 
@@ -8,6 +8,7 @@ import pytest
 from hypothesis import HealthCheck, Phase, find, given, settings
 from hypothesis import strategies as st
 
+from contracts.schemas import from_schema
 from contracts.strategies import (
     Behaviour,
     RequestCase,
@@ -15,7 +16,6 @@ from contracts.strategies import (
     callback_kinds,
     callbacks,
     error_outcomes,
-    from_schema,
     requests,
     responses,
 )

@@ -8,14 +8,20 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import hmac
 import sys
 from array import array
 from datetime import UTC, datetime
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import audio, covers
-from .actions import Context, Reply, action
-from .scenarios import Refusal
+from ..files import audio, covers
+from ..scenarios import Refusal
+from .common import duration_for, failed
+from .registry import CALLBACKS, Callbacks, Context, Reply, action, job
+
+if TYPE_CHECKING:
+    from ..callbacks import Deliveries
+    from ..config import CallbackConfig
 
 STEMS = {
     "basic": ("Vocals", "Instrumental"),
@@ -26,12 +32,6 @@ STEMS = {
 
 def _iso(instant: float) -> str:
     return datetime.fromtimestamp(instant, UTC).strftime("%Y-%m-%dT%H:%M:%S.") + f"{int(instant * 1000) % 1000:03d}Z"
-
-
-def _duration_for(seed: str, low: float = 60.0, high: float = 240.0) -> float:
-    """A stable, plausible duration (seconds, two decimals) derived from `seed`."""
-    fraction = int.from_bytes(hashlib.sha256(seed.encode()).digest()[:4], "big") / 2**32
-    return round(low + (high - low) * fraction, 2)
 
 
 WAVE_STEP_S = 0.5  # one waveform point per half second of audio
@@ -61,7 +61,7 @@ def _new_clip(ctx: Context, **fields: Any) -> dict[str, Any]:
     clip_id = ctx.uuid()
     now = ctx.clock.now()
     clip = {"id": clip_id, "api_key": ctx.api_key, "created_at": now, "ready_at": now, "base_url": ctx.base_url,
-            "title": "", "tags": "", "lyrics": "", "mv": "sonic-v5", "duration": _duration_for(clip_id),
+            "title": "", "tags": "", "lyrics": "", "mv": "sonic-v5", "duration": duration_for(clip_id),
             "negative_tags": "", "style_weight": None, "weirdness_constraint": None, "failed": False, **fields}
     ctx.store.put("clip", clip_id, clip)
     return clip
@@ -111,19 +111,19 @@ def upload(ctx: Context) -> Reply:
     name = url.rstrip("/").rsplit("/", 1)[-1].rsplit(".", 1)[0] or "upload"
     callback_url = ctx.req.json.get("callback_url")
     if not callback_url:  # sync mode: the clip exists when the call answers
-        clip = _new_clip(ctx, title=name, source_url=url, duration=_duration_for(url))
+        clip = _new_clip(ctx, title=name, source_url=url, duration=duration_for(url))
         return Reply({"code": 200, "message": "success", "clip_id": clip["id"]})
     # Async mode: a task id now; the clip is ready, and its id POSTed to callback_url, when the upload finishes.
     task_id = ctx.uuid()
     ready_at = ctx.clock.now() + ctx.config.durations.musicapi_upload
     failed = ctx.scenario == "callback_fails" or ctx.task_outcome == "failed"
-    clip = _new_clip(ctx, title=name, source_url=url, duration=_duration_for(url), ready_at=ready_at, failed=failed,
+    clip = _new_clip(ctx, title=name, source_url=url, duration=duration_for(url), ready_at=ready_at, failed=failed,
                      error_message="Invalid parameters." if failed else None)
     upload_task = {"id": task_id, "api_key": ctx.api_key, "kind": "upload", "created_at": ctx.clock.now(),
                    "ready_at": ready_at, "clip_id": clip["id"], "callback_url": callback_url,
                    "scenario": ctx.scenario, "failed": failed}
     ctx.store.put("upload", task_id, upload_task)
-    ctx.deliveries.schedule_upload(upload_task)
+    ctx.scheduler.at(ready_at, "upload_done", task_id, label=f"musicapi upload {task_id}")
     return Reply({"code": 200, "message": "success", "task_id": task_id})
 
 
@@ -140,7 +140,7 @@ def _new_task(ctx: Context, kind: str, duration: float, clips: list[dict[str, An
             ctx.store.update("clip", clip["id"], {"failed": True, "error_message": "Generation failed."})
     ctx.store.put("task", task["id"], task)
     if task["webhook_url"]:
-        ctx.deliveries.schedule_musicapi(task)
+        ctx.scheduler.at(task["ready_at"], "musicapi_done", task["id"], label=f"musicapi task {task['id']}")
     return task
 
 
@@ -231,3 +231,56 @@ def credits(ctx: Context) -> Reply:
 
 def _number(value: float) -> float | int:
     return int(value) if float(value).is_integer() else value
+
+
+# -- callbacks (built when the stage is reached, from the task record polling reads) ---------------------------
+@job("musicapi_done")
+async def _task_done(deliveries: Deliveries, task_id: str) -> None:
+    task = deliveries.store.get("task", task_id)
+    if task is None or not task.get("webhook_url"):
+        return
+    now = deliveries.clock.now()
+    clips = [clip_view(c, now) for c in (deliveries.store.get("clip", cid) for cid in task["clips"]) if c]
+    task_failed = failed(task)
+    if task_failed:
+        # The webhook must not show playable clips for a failed task, whatever the clip records say.
+        message = task.get("error_message") or "Generation failed."
+        clips = [{**c, "state": "failed", "audio_url": "", "duration": None, "error_message": message}
+                 for c in clips]
+    any_failed = task_failed or any(c["state"] == "failed" for c in clips)
+    event = "song.failed" if any_failed else "song.completed"
+    code = (task.get("error_code") or 500) if any_failed else 200
+    message = (task.get("error_message") or "failed") if any_failed else "success"
+    payload = {"code": code, "message": message, "task_id": task_id, "platform": "sonic", "event": event,
+               "data": clips}
+    await deliveries.open("musicapi", task, event, payload)
+
+
+@job("upload_done")
+async def _upload_done(deliveries: Deliveries, task_id: str) -> None:
+    task = deliveries.store.get("upload", task_id)
+    if task is None:
+        return
+    if failed(task):
+        payload = {"code": 400, "message": "Invalid parameters.", "task_id": task_id}
+        event = "upload.failed"
+    else:
+        payload = {"code": 200, "message": "success", "task_id": task_id, "clip_id": task["clip_id"]}
+        event = "upload.completed"
+    await deliveries.open("musicapi", task, event, payload)
+
+
+def signature(secret: str, timestamp: str, body: bytes) -> str:
+    """`sha256=<hex HMAC-SHA256 of "timestamp.raw body">`, as MusicAPI signs its webhooks."""
+    digest = hmac.new(secret.encode(), timestamp.encode() + b"." + body, hashlib.sha256).hexdigest()
+    return f"sha256={digest}"
+
+
+def _headers(delivery: dict[str, Any], body: bytes, timestamp: str, config: CallbackConfig) -> dict[str, str]:
+    secret = delivery.get("secret") or config.webhook_secret
+    return {"X-Webhook-Id": delivery["webhook_id"], "Idempotency-Key": delivery["webhook_id"],
+            "X-Webhook-Event": delivery["event"], "X-Webhook-Timestamp": timestamp,
+            "X-Webhook-Signature": signature(secret, timestamp, body)}
+
+
+CALLBACKS["musicapi"] = Callbacks("task", _headers)

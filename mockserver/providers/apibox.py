@@ -7,13 +7,21 @@ the callbacks are built from the same record by the same functions, so both show
 
 from __future__ import annotations
 
+import base64
+import hashlib
+import hmac
 import json
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from . import audio, covers
-from .actions import Context, Reply, action
-from .musicapi import _duration_for
-from .scenarios import Refusal
+from ..files import audio, covers
+from ..scenarios import Refusal
+from .common import duration_for, failed
+from .registry import CALLBACKS, Callbacks, Context, Reply, action, job
+
+if TYPE_CHECKING:
+    from ..callbacks import Deliveries
+    from ..clock import Scheduler
+    from ..config import CallbackConfig
 
 SUCCESS = {"code": 200, "msg": "success"}
 
@@ -127,7 +135,7 @@ def generate(ctx: Context) -> Reply:
     tracks = []
     for _ in range(2):
         audio_id = ctx.uuid()
-        tracks.append({"id": audio_id, "duration": _duration_for(audio_id), "title": str(body.get("title") or ""),
+        tracks.append({"id": audio_id, "duration": duration_for(audio_id), "title": str(body.get("title") or ""),
                        "tags": str(body.get("style") or ""), "prompt": str(body.get("prompt") or ""),
                        "model_name": f"chirp-{model.lower().replace('_', '-')}"})
     task = {"id": task_id, "api_key": ctx.api_key, "kind": "generate", "created_at": now, "base_url": ctx.base_url,
@@ -139,7 +147,7 @@ def generate(ctx: Context) -> Reply:
         task.update(failed=True, error_code=500, error_message="Audio generation failed.")
     _fail_task(task, ctx.task_outcome, FAILURES)
     ctx.store.put("apibox_task", task_id, task)
-    ctx.deliveries.schedule_generation(task)
+    schedule_generation(ctx.scheduler, task)
     return Reply({**SUCCESS, "data": {"taskId": task_id}})
 
 
@@ -222,7 +230,7 @@ def vocal_removal(ctx: Context) -> Reply:
         origin = {"source_task": source["id"], "music_id": body["audioId"], "music_index": index,
                   "duration": source["tracks"][index]["duration"]}
     else:  # by audioUrl: the file is not fetched, its length is derived from the URL
-        origin = {"source_task": None, "music_id": "", "music_index": 0, "duration": _duration_for(body["audioUrl"])}
+        origin = {"source_task": None, "music_id": "", "music_index": 0, "duration": duration_for(body["audioUrl"])}
     now = ctx.clock.now()
     task_id = ctx.hex_id()
     task = {"id": task_id, "api_key": ctx.api_key, "kind": "vocal_removal", "created_at": now,
@@ -233,7 +241,7 @@ def vocal_removal(ctx: Context) -> Reply:
         task.update(failed=True, error_code=500, error_message="Vocal separation failed")
     _fail_task(task, ctx.task_outcome, SEPARATION_FAILURES)
     ctx.store.put("apibox_task", task_id, task)
-    ctx.deliveries.schedule_separation(task)
+    schedule_separation(ctx.scheduler, task)
     return Reply({**SUCCESS, "data": {"taskId": task_id}})
 
 
@@ -265,3 +273,76 @@ def credit(ctx: Context) -> Reply:
     balance = ctx.store.balance("apibox", ctx.api_key)
     total = balance["credits"] + balance["extra_credits"]
     return Reply({**SUCCESS, "data": int(total) if float(total).is_integer() else total})
+
+
+# -- callbacks (built when the stage is reached, from the same task record polling reads) -----------------------
+STAGE_MESSAGES = {"text": "Text generation completed.", "first": "First song generated successfully.",
+                  "complete": "All generated successfully."}
+
+
+def schedule_generation(scheduler: Scheduler, task: dict[str, Any]) -> None:
+    """A job for each stage a generation with a callback URL reports, at the stage's instant."""
+    if not task.get("callback_url"):
+        return
+    for stage in ("text", "first", "complete"):
+        scheduler.at(task["stages"][stage], "generation_stage", task["id"], stage,
+                     label=f"apibox generate {task['id']} {stage}")
+
+
+def schedule_separation(scheduler: Scheduler, task: dict[str, Any]) -> None:
+    """The job that reports a separation with a callback URL, at its `done_at`."""
+    if task.get("callback_url"):
+        scheduler.at(task["done_at"], "separation_done", task["id"], label=f"apibox vocal-removal {task['id']}")
+
+
+@job("generation_stage")
+async def _generation_stage(deliveries: Deliveries, task_id: str, stage: str) -> None:
+    task = deliveries.store.get("apibox_task", task_id)
+    if task is None:
+        return
+    if failed(task):
+        # A failed generation reports once, at its terminal instant, with the documented `error` stage.
+        if stage != "complete":
+            return
+        payload = {"code": task.get("error_code") or 500,
+                   "msg": task.get("error_message") or "Generation failed.",
+                   "data": {"callbackType": "error", "task_id": task_id, "data": None}}
+        await deliveries.open("apibox", task, "generate.error", payload)
+        return
+    payload = {"code": 200, "msg": STAGE_MESSAGES[stage],
+               "data": {"callbackType": stage, "task_id": task_id,
+                        "data": generation_tracks(task, deliveries.clock.now())}}
+    await deliveries.open("apibox", task, f"generate.{stage}", payload)
+
+
+@job("separation_done")
+async def _separation_done(deliveries: Deliveries, task_id: str) -> None:
+    task = deliveries.store.get("apibox_task", task_id)
+    if task is None:
+        return
+    if failed(task):
+        payload = {"code": task.get("error_code") or 500,
+                   "msg": task.get("error_message") or "Vocal separation failed",
+                   "data": {"task_id": task_id, "vocal_removal_info": None}}
+        event = "vocal_removal.failed"
+    else:
+        info = {"origin_url": "", **separation_files(task)}
+        payload = {"code": 200, "msg": "vocal Removal generated successfully.",
+                   "data": {"task_id": task_id, "vocal_removal_info": info}}
+        event = f"vocal_removal.{task['type']}"
+    await deliveries.open("apibox", task, event, payload)
+
+
+def signature(key: str, task_id: str, timestamp: str) -> str:
+    """base64 HMAC-SHA256 of `taskId.timestamp` (the kie-style variant; the body is not covered)."""
+    return base64.b64encode(hmac.new(key.encode(), f"{task_id}.{timestamp}".encode(), hashlib.sha256).digest()).decode()
+
+
+def _headers(delivery: dict[str, Any], body: bytes, timestamp: str, config: CallbackConfig) -> dict[str, str]:
+    if not config.apibox_hmac_key:
+        return {}
+    return {"X-Webhook-Timestamp": timestamp,
+            "X-Webhook-Signature": signature(config.apibox_hmac_key, delivery["task_id"], timestamp)}
+
+
+CALLBACKS["apibox"] = Callbacks("apibox_task", _headers)

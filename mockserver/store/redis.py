@@ -27,7 +27,7 @@ from typing import Any
 
 import redis
 
-from .state import CallState, Job, Record, Store
+from .base import CallState, Job, Record, Store
 
 PREFIX = "stemmock:"
 

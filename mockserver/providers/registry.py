@@ -1,4 +1,5 @@
-"""The registry of stateful behaviours that a spec operation names in `x-mock.action`.
+"""The registry of what providers bring: the behaviours a spec operation names in `x-mock.action`, the stage
+jobs that open their callbacks, and how their callbacks are signed. A provider module registers itself here.
 
 An action has two steps: `precheck(ctx)` (read-only: does the resource the call needs exist?) and
 `run(ctx)` (mutates the store through `ctx.store` and returns the reply body). Operations without
@@ -8,19 +9,18 @@ an action are served from their examples, so a spec can grow without Python chan
 from __future__ import annotations
 
 import random
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from .scenarios import Refusal
+from ..scenarios import Refusal
 
 if TYPE_CHECKING:
-    from .callbacks import Deliveries
-    from .clock import Clock, Scheduler
-    from .config import MockConfig
-    from .request import MockRequest
-    from .spec import Operation
-    from .state import Store
+    from ..clock import Clock, Scheduler
+    from ..config import CallbackConfig, MockConfig
+    from ..request import MockRequest
+    from ..spec import Operation
+    from ..store import Store
 
 # The version (4) and variant (RFC 4122) bits uuid.UUID(version=4) sets.
 _UUID4_CLEAR = ~((0xF000 << 64) | (0xC000 << 48))
@@ -36,7 +36,6 @@ class Context:
     store: Store
     clock: Clock
     scheduler: Scheduler
-    deliveries: Deliveries
     config: MockConfig
     rng: random.Random
     base_url: str
@@ -102,8 +101,27 @@ def action(name: str, precheck: Callable[[Context], Refusal | None] | None = Non
     return register
 
 
-def load_actions() -> dict[str, Action]:
-    """Import the provider modules so that their actions are registered, and return the registry."""
-    from . import apibox, musicapi  # noqa: F401  (imported for their registrations)
+# A stage job: run on the scheduler when a task reaches a stage; it builds the callback payload and opens it.
+Job = Callable[..., Awaitable[None]]
+JOBS: dict[str, Job] = {}
 
-    return ACTIONS
+
+def job(kind: str) -> Callable[[Job], Job]:
+    """Register `run(deliveries, *args)` as the scheduler job `kind` (the name is stored with queued jobs)."""
+
+    def register(run: Job) -> Job:
+        JOBS[kind] = run
+        return run
+
+    return register
+
+
+@dataclass(frozen=True, slots=True)
+class Callbacks:
+    """How a provider's callbacks go out: its task records' kind, and the headers that sign one attempt."""
+
+    task_kind: str
+    headers: Callable[[dict[str, Any], bytes, str, CallbackConfig], dict[str, str]]
+
+
+CALLBACKS: dict[str, Callbacks] = {}

@@ -7,8 +7,8 @@ from typing import Any
 
 import pytest
 
-from mockserver.redis_store import RedisStore
-from mockserver.state import MemoryStore, Store
+from mockserver.store.redis import RedisStore
+from mockserver.store import MemoryStore, Store
 
 MakeStore = Callable[..., Store]
 

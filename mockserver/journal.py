@@ -1,0 +1,59 @@
+"""The journal's entries: one call's parts kept in a tuple, built into a record only when the journal is read."""
+
+from __future__ import annotations
+
+import functools
+import hashlib
+from typing import Any
+
+from .request import BAD_JSON, NO_BODY, MockRequest, printable
+from .store import codec
+
+_JOURNAL_BODY_BYTES = 64 * 1024  # a request body kept in the journal at most (the ring holds a thousand)
+
+
+@functools.lru_cache(maxsize=4096)
+def redact(api_key: str | None) -> str | None:
+    """An API key as the journal shows it: a prefix and a short stable hash, so that one key's calls still group."""
+    if api_key is None:
+        return None
+    digest = hashlib.sha256(api_key.encode("utf-8", "surrogatepass")).hexdigest()[:8]
+    return f"{printable(api_key[:min(4, len(api_key) // 2)])}…{digest}"
+
+
+def journal_body(req: MockRequest) -> bytes | None:
+    """The request body as the journal keeps it, encoded now: None (no body), or JSON text that reads back."""
+    if req.body is NO_BODY:
+        return None
+    if req.body is BAD_JSON:
+        return b'"<invalid JSON>"'
+    if len(req.raw_body) > _JOURNAL_BODY_BYTES:
+        return codec.dumps(f"<a JSON body of {len(req.raw_body)} bytes, too large to keep>")
+    # JSON the mock read without a problem reads back the same with `codec.loads` (nothing deeper than the limit,
+    # no lone surrogate, no number it refused): kept as sent, which costs nothing.
+    return req.raw_body
+
+
+class Exchange(tuple):  # type: ignore[type-arg]
+    """One journaled call as its parts: a single object for the garbage collector, made a record when read.
+
+    (time, operation, method, path, api key, query, request body, violations, outcome, status, the answer's own
+    headers, encoded answer); the answer is kept encoded, copied to its exact size, so that no part of it is a
+    live container.
+    """
+
+    __slots__ = ()
+
+    @property
+    def operation_id(self) -> str:
+        return str(self[1].operation_id)
+
+    def __call__(self) -> dict[str, Any]:
+        now, op, method, path, api_key, query, body, violations, outcome, status, headers, raw = self
+        return {
+            "time": now, "operation": op.operation_id, "provider": op.provider.name,
+            "method": method, "path": path, "api_key": redact(api_key),
+            "request": {"query": query, "body": None if body is None else codec.loads(body)},
+            "violations": [v.as_dict() for v in violations], "outcome": outcome.as_dict(),
+            "response": {"status": status, "headers": dict(headers), "body": codec.loads(raw)},
+        }
