@@ -60,7 +60,7 @@ def test_command_bug_is_caught_under_its_title(bug: zoo.Bug) -> None:
     from contracts.check_client import parse_fault, parse_script, parse_task_outcome
 
     flags = dict(zip(bug.flags[::2], bug.flags[1::2], strict=True))
-    options = CheckOptions(tuple(argv), timeout=20, time_scale=0.01,
+    options = CheckOptions(tuple(argv), timeout=20, time_scale=float(flags.get("--time-scale", 0.01)),
                            faults=(flags["--fault"],) if "--fault" in flags else (),
                            task_outcomes=(flags["--task-outcome"],) if "--task-outcome" in flags else (),
                            script=parse_script(flags["--script"]) if "--script" in flags else None)
