@@ -44,6 +44,7 @@ from .validation import Violation, iter_violations
 from .wire import RAW_SEND, WireFaultResponse
 
 log = logging.getLogger("stemmock")
+access = logging.getLogger("stemmock.access")  # one line per provider call with `access_log`
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _METHODS = frozenset(ALL_METHODS)
 _CATCH_ALL = re.compile(r"^/.*$")  # what the route `/{path:path}` matches
@@ -118,10 +119,15 @@ class Mock:
             return req
         if op.provider.name == "control":
             return await self._control(op, req)
-        return await self.handle(op, req)
+        return await self.handle(op, req, scope.get("client") if self.config.access_log else None)
 
-    async def handle(self, op: Operation, req: MockRequest) -> JsonResponse | WireFaultResponse:
-        """One provider call: steps 3 to 8, in `_answer`; then the configured latency, and the wire fault."""
+    async def handle(self, op: Operation, req: MockRequest,
+                     client: tuple[str, int] | None = None) -> JsonResponse | WireFaultResponse:
+        """One provider call: steps 3 to 8, in `_answer`; then the configured latency, and the wire fault.
+
+        With `access_log` on, one line in uvicorn's access format plus the operation and outcome (`client` is the
+        peer's address).
+        """
         delay = self.policy.latency(op)
         # One call is one instant: a shared clock is read once for it, not once per use.
         if self.store.shared:
@@ -129,6 +135,12 @@ class Mock:
                 status, raw, headers, outcome = self._answer(op, req)
         else:
             status, raw, headers, outcome = self._answer(op, req)
+        if self.config.access_log:
+            peer = f"{client[0]}:{client[1]}" if client else "-"
+            query = "&".join(f"{k}={v}" for k, v in req.query.items())
+            access.info('%s - "%s %s%s HTTP/1.1" %d %s %s %d (%s)', peer, req.method, req.path,
+                        f"?{query}" if query else "", status, op.operation_id, outcome.kind, outcome.code,
+                        outcome.reason)
         if delay > 0:
             await asyncio.sleep(delay)
         if outcome.wire_fault:

@@ -139,6 +139,7 @@ class MockConfig:
     admin_token: str | None = None  # when set, /__mock/* requires `Authorization: Bearer <admin_token>`
     limits: Limits = field(default_factory=Limits)
     examples: str | None = None  # an overlay of named examples (`stemmock examples import`) added to the specs
+    access_log: bool = False  # one log line per provider call (off by default: it costs time on every call)
 
     def replace(self, **changes: Any) -> MockConfig:
         return dataclasses.replace(self, **changes)
