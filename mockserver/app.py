@@ -15,6 +15,7 @@ import gc
 import logging
 import random
 import re
+import time
 import traceback
 from collections.abc import AsyncIterator
 from typing import Any
@@ -28,10 +29,11 @@ from .callbacks import Deliveries
 from .clock import Clock, Scheduler
 from .config import MockConfig
 from .control import HANDLERS as CONTROL
+from .control import Raw
 from .effects import Effects
 from .files import FileServer
 from .intake import Intake
-from .journal import Exchange, journal_body, redact
+from .journal import Exchange, journal_body, journal_headers, redact
 from .policy import CallView, Policy
 from .providers import CALLBACKS, JOBS, Context, load_actions
 from .request import MockRequest, url_path
@@ -59,6 +61,7 @@ class Mock:
         if config.examples:  # recorded answers, named: `Prefer: example=<name>` answers them
             add_examples(self.specs, config.examples)
         self.control_spec = load(spec_path("control"))
+        self.started = time.monotonic()  # for the uptime /__mock/health reports
         self.router = Router([*self.specs, self.control_spec])
         self.actions = load_actions()
         for spec in self.specs:
@@ -169,7 +172,7 @@ class Mock:
         # part is encoded now, so that reading it back never fails.
         self.store.record(Exchange((self.clock.now(), op, req.method, req.path, req.api_key, req.query,
                                     journal_body(req), tuple(violations), outcome, status, headers,
-                                    codec.exact_size(raw))))
+                                    codec.exact_size(raw), journal_headers(req))))
         return status, raw, headers, outcome
 
     def _decide(self, op: Operation, req: MockRequest, violations: list[Violation], view: CallView) -> Outcome:
@@ -210,6 +213,8 @@ class Mock:
             outcome = rejection(op, violations)
             return json_response(outcome.code, {"code": outcome.code, "message": outcome.message})
         status, body = await CONTROL[str(op.action)](self, req)
+        if isinstance(body, Raw):
+            return JsonResponse(status, body.data, None, body.content_type)
         return json_response(status, body)
 
 

@@ -13,10 +13,10 @@ from typing import Any, ClassVar
 import click
 import uvicorn
 
-from . import __version__
 from .app import MockApp, create_app
 from .config import ConfigError, MockConfig, config_from_dict, load_config
 from .spec import SpecError
+from .version import __version__
 
 EXIT_BAD_CONFIG = 2
 WORKER_CONFIG = "STEMMOCK_WORKER_CONFIG"  # the config, as JSON, handed to worker processes

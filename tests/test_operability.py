@@ -5,16 +5,24 @@ from __future__ import annotations
 import importlib.metadata
 import os
 import re
+import shutil
 import signal
 import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+import yaml
+from openapi_spec_validator import validate
 from packaging.requirements import Requirement
 
-from tests.conftest import MockHandle, free_port
+from contracts.live import LiveServer
+from mockserver import MockConfig, create_app
+from mockserver.spec import spec_path
+from tests.conftest import MockHandle, RedisServer, free_port
 
 SCRIPT = Path(sys.executable).with_name("stemmock")
 STEMMOCK = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "mockserver"]
@@ -109,3 +117,77 @@ def test_serve_prints_one_banner_reads_env_vars_and_logs_calls_and_failed_attemp
     assert len(attempts) == 2, out
     assert "attempt 1" in attempts[0] and "next retry at t=" in attempts[0] and "in 1 s" in attempts[0]
     assert "attempt 2" in attempts[1] and "given up after 2 attempts" in attempts[1]
+
+
+def test_journal_records_headers_with_the_key_redacted_and_filters_by_each_field(client: httpx.Client,
+                                                                                  mock: MockHandle) -> None:
+    """Each filter narrows the journal and `journal/count` answers the same number; Authorization is redacted."""
+    client.post("/api/v1/sonic/upload", json={"url": "https://example.com/a.mp3"}, headers={"X-Trace": "one"})
+    mock.advance(10)
+    since = mock.control.get("/__mock/clock").json()["now"]
+    client.post("/api/v1/sonic/upload", json={"url": "https://example.com/b.mp3"}, headers={"Authorization": "Bearer other-key"})
+    client.get("/api/v1/sonic/task/nope")
+    client.post("/api/v1/sonic/upload", json={})  # invalid: rejected
+    [first, *_rest] = mock.journal()
+    headers = first["request"]["headers"]
+    assert headers["x-trace"] == "one" and "test-key" not in str(first)
+    assert headers["authorization"] == f"Bearer {first['api_key']}" and "…" in first["api_key"]
+
+    def count(**query: Any) -> int:
+        listed = mock.control.get("/__mock/journal", params=query).json()
+        counted = mock.control.get("/__mock/journal/count", params=query).json()["count"]
+        assert listed["count"] == counted == len(listed["exchanges"]), query
+        return counted
+
+    assert count() == 4
+    assert count(operation="uploadMusic") == count(operation="POST /api/v1/sonic/upload") == 3
+    assert count(api_key="test-key") == 3 and count(api_key=first["api_key"]) == 3 and count(api_key="other-key") == 1
+    assert count(outcome="rejected") == 1 and count(outcome="success") == 2
+    assert count(status=404) == 1 and count(status=200, operation="uploadMusic") == 2
+    assert count(since=since) == 3
+    assert count(path="/api/v1/sonic/task/nope") == 1 and count(path="/api/v1/sonic/*") == 4
+    assert count(path="/api/v1/sonic/*", api_key="test-key", outcome="success") == 1
+    bad = mock.control.get("/__mock/journal/count", params={"outcome": "sucess"})
+    assert bad.status_code == 400 and "outcome" in bad.json()["message"]
+
+
+def test_health_answers_version_store_and_uptime(client: httpx.Client, mock: MockHandle) -> None:
+    """`/__mock/health` is 200 with the version, a reachable store and a growing uptime."""
+    first = mock.control.get("/__mock/health")
+    assert first.status_code == 200
+    body = first.json()
+    assert body["status"] == "ok" and body["version"] == importlib.metadata.version("stemmock")
+    assert body["store"]["reachable"] is True and body["store"]["kind"] in ("memory", "redis")
+    assert mock.control.get("/__mock/health").json()["uptime_s"] >= body["uptime_s"] > 0
+
+
+def test_health_is_503_when_the_redis_store_is_unreachable(redis_server: RedisServer) -> None:
+    """A mock whose Redis went away answers 503 with the store's error instead of a 500 or a hang."""
+    own = RedisServer(str(shutil.which("redis-server")))  # one this test may stop; the session's stays up
+    try:
+        app = create_app(MockConfig(clock="manual", store=own.url(0)))
+        with LiveServer(app) as live:
+            assert httpx.get(f"{live.url}/__mock/health").status_code == 200
+            own.stop()
+            down = httpx.get(f"{live.url}/__mock/health", timeout=30)
+            assert down.status_code == 503, down.text
+            assert down.json()["status"] == "unavailable" and down.json()["store"]["reachable"] is False
+            assert str(own.port) in down.json()["store"]["error"]
+    finally:
+        own.stop()
+
+
+@pytest.mark.parametrize("name", ["musicapi", "apibox", "control"])
+def test_specs_are_served_as_json_and_yaml_with_the_mocks_own_server(mock: MockHandle, name: str) -> None:
+    """Each spec is served as valid OpenAPI 3.1 in both forms, its servers pointing at the mock that serves it."""
+    as_json = mock.control.get(f"/__mock/specs/{name}.json")
+    as_yaml = mock.control.get(f"/__mock/specs/{name}.yaml")
+    assert as_json.status_code == as_yaml.status_code == 200
+    assert as_yaml.headers["content-type"].startswith("application/yaml")
+    document = as_json.json()
+    assert yaml.safe_load(as_yaml.text) == document
+    assert document["servers"] == [{"url": mock.url, "description": "this stemmock"}]
+    validate(document)
+    source = yaml.safe_load(spec_path(name).read_text(encoding="utf-8"))
+    assert set(document["paths"]) == set(source["paths"])
+    assert mock.control.get(f"/__mock/specs/{name}.xml").status_code == 400
