@@ -93,27 +93,40 @@ def main() -> None:
 
 
 @main.command()
-@click.option("--host", envvar="STEMMOCK_HOST", show_envvar=True, default=None, help="Interface to bind (default 127.0.0.1).")
-@click.option("--port", envvar="STEMMOCK_PORT", show_envvar=True, type=int, default=None, help="Port to bind (default 8080; 0 picks a free one).")
-@click.option("--config", "config_path", envvar="STEMMOCK_CONFIG", show_envvar=True, type=click.Path(dir_okay=False), default=None, help="YAML config file.")
-@click.option("--seed", envvar="STEMMOCK_SEED", show_envvar=True, type=int, default=None, help="Seed for ids and random faults (default 0).")
-@click.option("--clock", envvar="STEMMOCK_CLOCK", show_envvar=True, type=click.Choice(["real", "manual"]), default=None, help="Time source (default real).")
-@click.option("--public-url", envvar="STEMMOCK_PUBLIC_URL", show_envvar=True, default=None, help="Origin used in the file URLs the mock hands out.")
-@click.option("--examples", envvar="STEMMOCK_EXAMPLES", show_envvar=True, type=click.Path(exists=True, dir_okay=False), default=None,
+@click.option("--host", envvar="STEMMOCK_HOST", show_envvar=True,
+              default=None, help="Interface to bind (default 127.0.0.1).")
+@click.option("--port", envvar="STEMMOCK_PORT", show_envvar=True,
+              type=int, default=None, help="Port to bind (default 8080; 0 picks a free one).")
+@click.option("--config", "config_path", envvar="STEMMOCK_CONFIG", show_envvar=True,
+              type=click.Path(dir_okay=False), default=None, help="YAML config file.")
+@click.option("--seed", envvar="STEMMOCK_SEED", show_envvar=True,
+              type=int, default=None, help="Seed for ids and random faults (default 0).")
+@click.option("--clock", envvar="STEMMOCK_CLOCK", show_envvar=True,
+              type=click.Choice(["real", "manual"]), default=None, help="Time source (default real).")
+@click.option("--public-url", envvar="STEMMOCK_PUBLIC_URL", show_envvar=True,
+              default=None, help="Origin used in the file URLs the mock hands out.")
+@click.option("--examples", envvar="STEMMOCK_EXAMPLES", show_envvar=True,
+              type=click.Path(exists=True, dir_okay=False), default=None,
               help="An overlay of named examples (from `stemmock examples import`) for `Prefer: example=<name>`.")
 @click.option("--store", envvar="STEMMOCK_STORE", show_envvar=True, default=None, metavar="memory|redis://host:port/db",
               help="Where state lives (default memory). Redis is shared by every worker and kept across restarts.")
-@click.option("--workers", envvar="STEMMOCK_WORKERS", show_envvar=True, type=click.IntRange(min=1), default=1, show_default=True,
+@click.option("--workers", envvar="STEMMOCK_WORKERS", show_envvar=True,
+              type=click.IntRange(min=1), default=1, show_default=True,
               help="Worker processes sharing the port; more than one needs a shared --store.")
-@click.option("--log-level", envvar="STEMMOCK_LOG_LEVEL", show_envvar=True, default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
+@click.option("--log-level", envvar="STEMMOCK_LOG_LEVEL", show_envvar=True,
+              default="info", type=click.Choice(["critical", "error", "warning", "info", "debug"]),
               help="Server log level; with debug, the journal also shows the traceback of the mock's own errors.")
-@click.option("--max-body-bytes", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_BODY_BYTES", show_envvar=True,
+@click.option("--max-body-bytes", type=click.IntRange(min=1), default=None,
+              envvar="STEMMOCK_MAX_BODY_BYTES", show_envvar=True,
               help="limits.max_body_bytes: larger bodies get the provider's 413 unread (default 1 MiB).")
-@click.option("--max-header-bytes", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_HEADER_BYTES", show_envvar=True,
+@click.option("--max-header-bytes", type=click.IntRange(min=1), default=None,
+              envvar="STEMMOCK_MAX_HEADER_BYTES", show_envvar=True,
               help="limits.max_header_bytes: all headers together (default 64 KiB).")
 @click.option("--body-timeout", type=click.FloatRange(min=0, min_open=True), default=None,
-              envvar="STEMMOCK_BODY_TIMEOUT", show_envvar=True, help="limits.body_timeout: seconds for an announced body (default 10).")
-@click.option("--max-json-depth", type=click.IntRange(min=1), default=None, envvar="STEMMOCK_MAX_JSON_DEPTH", show_envvar=True,
+              envvar="STEMMOCK_BODY_TIMEOUT", show_envvar=True,
+              help="limits.body_timeout: seconds for an announced body (default 10).")
+@click.option("--max-json-depth", type=click.IntRange(min=1), default=None,
+              envvar="STEMMOCK_MAX_JSON_DEPTH", show_envvar=True,
               help="limits.max_json_depth: nesting levels of a JSON body (default 64).")
 @click.option("--access-log/--no-access-log", envvar="STEMMOCK_ACCESS_LOG", show_envvar=True, default=None,
               help="One line per provider call: uvicorn's access format plus the operation and outcome (default off).")

@@ -48,8 +48,8 @@ class Exchange(tuple):  # type: ignore[type-arg]
     """One journaled call as its parts: a single object for the garbage collector, made a record when read.
 
     (time, operation, method, path, api key, query, request body, violations, outcome, status, the answer's own
-    headers, encoded answer, encoded request headers); the answer is kept encoded, copied to its exact size, so that no part of it is a
-    live container.
+    headers, encoded answer, encoded request headers); the answer is kept encoded, copied to its exact size, so
+    that no part of it is a live container.
     """
 
     __slots__ = ()

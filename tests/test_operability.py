@@ -24,6 +24,8 @@ from mockserver import MockConfig, create_app
 from mockserver.spec import spec_path
 from tests.conftest import MockHandle, RedisServer, free_port
 
+pytest_plugins = ["pytester"]
+
 SCRIPT = Path(sys.executable).with_name("stemmock")
 STEMMOCK = [str(SCRIPT)] if SCRIPT.exists() else [sys.executable, "-m", "mockserver"]
 
@@ -125,7 +127,8 @@ def test_journal_records_headers_with_the_key_redacted_and_filters_by_each_field
     client.post("/api/v1/sonic/upload", json={"url": "https://example.com/a.mp3"}, headers={"X-Trace": "one"})
     mock.advance(10)
     since = mock.control.get("/__mock/clock").json()["now"]
-    client.post("/api/v1/sonic/upload", json={"url": "https://example.com/b.mp3"}, headers={"Authorization": "Bearer other-key"})
+    client.post("/api/v1/sonic/upload", json={"url": "https://example.com/b.mp3"},
+                headers={"Authorization": "Bearer other-key"})
     client.get("/api/v1/sonic/task/nope")
     client.post("/api/v1/sonic/upload", json={})  # invalid: rejected
     [first, *_rest] = mock.journal()
@@ -191,3 +194,43 @@ def test_specs_are_served_as_json_and_yaml_with_the_mocks_own_server(mock: MockH
     source = yaml.safe_load(spec_path(name).read_text(encoding="utf-8"))
     assert set(document["paths"]) == set(source["paths"])
     assert mock.control.get(f"/__mock/specs/{name}.xml").status_code == 400
+
+
+VERIFY = '''
+import httpx
+import pytest
+
+
+def _calls(stemmock):
+    with httpx.Client(base_url=stemmock.url, headers={"Authorization": "Bearer test-key"}) as http:
+        http.post("/api/v1/sonic/upload", json={"url": "https://example.com/a.mp3"})
+        http.post("/api/v1/sonic/upload", json={"url": "https://example.com/b.mp3"},
+                  headers={"Authorization": "Bearer other-key"})
+
+
+def test_verified(stemmock):
+    _calls(stemmock)
+    stemmock.assert_called("uploadMusic", times=2)
+    stemmock.assert_called("uploadMusic", times=1, api_key="other-key", status=200)
+    stemmock.assert_called("POST /api/v1/sonic/upload", times=1, api_key="test-key", path="/api/v1/sonic/*")
+    assert [c["api_key"].startswith("othe") for c in stemmock.calls("uploadMusic", outcome="success")] == [
+        False, True]
+    assert stemmock.calls("getVox") == []
+
+
+def test_near_misses(stemmock):
+    _calls(stemmock)
+    stemmock.assert_called("uploadMusic", times=1, api_key="third-key")
+'''
+
+
+def test_fixture_verifies_calls_and_lists_near_misses(pytester: pytest.Pytester) -> None:
+    """`stemmock.assert_called` passes on the right count and otherwise lists each near miss and what differs."""
+    pytester.makepyfile(test_verify=VERIFY)
+    result = pytester.runpytest_subprocess("-p", "no:cacheprovider")
+    result.assert_outcomes(passed=1, failed=1)
+    text = result.stdout.str()
+    assert "expected uploadMusic with api_key='third-key' to be called 1 time(s); it was called 0 time(s)." in text
+    assert "Near misses (newest last):" in text
+    misses = [line for line in text.splitlines() if "POST /api/v1/sonic/upload -> HTTP 200" in line]
+    assert len(misses) == 2 and all("(differs: api_key)" in line for line in misses), text
