@@ -11,10 +11,12 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from xml.etree import ElementTree
 from typing import Any
 
 import httpx
 import pytest
+import xmlschema
 import yaml
 from openapi_spec_validator import validate
 from packaging.requirements import Requirement
@@ -234,3 +236,33 @@ def test_fixture_verifies_calls_and_lists_near_misses(pytester: pytest.Pytester)
     assert "Near misses (newest last):" in text
     misses = [line for line in text.splitlines() if "POST /api/v1/sonic/upload -> HTTP 200" in line]
     assert len(misses) == 2 and all("(differs: api_key)" in line for line in misses), text
+
+
+BROKEN_CLIENT = """
+import os, httpx
+httpx.post(os.environ["STEMMOCK_URL"] + "/api/v1/vocal-removal/generate",
+           headers={"Authorization": "Bearer " + os.environ["STEMMOCK_API_KEY"]},
+           json={"taskId": "t", "audioId": "a", "callBackURL": os.environ["STEMMOCK_CALLBACK_URL"]})
+"""
+
+
+def test_check_client_writes_junit_xml_that_the_schema_accepts(tmp_path: Path) -> None:
+    """`--junit FILE` writes valid JUnit XML: a case per check and per documented code, failures with the text."""
+    out = tmp_path / "report.xml"
+    done = subprocess.run([*STEMMOCK, "check-client", "--time-scale", "0.01", "--timeout", "30", "--junit", str(out),
+                           "--", sys.executable, "-c", BROKEN_CLIENT], capture_output=True, text=True, timeout=90,
+                          env={k: v for k, v in os.environ.items() if not k.startswith("STEMMOCK_")})
+    assert done.returncode == 1, done.stdout + done.stderr
+    xmlschema.XMLSchema(str(Path(__file__).with_name("junit.xsd"))).validate(str(out))
+    root = ElementTree.parse(out).getroot()
+    cases = {(c.get("classname"), c.get("name")): c for c in root.iter("testcase")}
+    fields = cases[("stemmock.checks", "request has only documented fields")].find("failure")
+    assert fields is not None and "Did you mean 'callBackUrl'?" in (fields.text or "")
+    assert "/body/callBackURL" in fields.get("message", "")
+    assert cases[("stemmock.checks", "a duplicate callback is not processed twice")].find("failure") is None
+    op = "POST /api/v1/vocal-removal/generate"
+    met, unmet = cases[(op, f"{op} meets documented code 422")], cases[(op, f"{op} meets documented code 200")]
+    assert met.find("skipped") is None and unmet.find("skipped") is not None
+    assert cases[("stemmock.command", "the command ends successfully")].find("failure") is None
+    failures = sum(1 for c in root.iter("testcase") if c.find("failure") is not None)
+    assert int(root.get("failures", "-1")) == failures >= 2 and int(root.get("tests", "0")) == len(cases)
