@@ -27,7 +27,7 @@ from starlette.types import Receive, Scope, Send
 
 from .callbacks import Deliveries
 from .clock import Clock, Scheduler
-from .config import MockConfig
+from .config import MockConfig, check_against_specs
 from .control import HANDLERS as CONTROL
 from .control import Raw
 from .effects import Effects
@@ -60,6 +60,7 @@ class Mock:
         self.specs = specs if specs is not None else [load(spec_path(name)) for name in PROVIDER_SPECS]
         if config.examples:  # recorded answers, named: `Prefer: example=<name>` answers them
             add_examples(self.specs, config.examples)
+        check_against_specs(config, self.specs)  # a fault on a misspelt operation would never fire
         self.control_spec = load(spec_path("control"))
         self.started = time.monotonic()  # for the uptime /__mock/health reports
         self.router = Router([*self.specs, self.control_spec])

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.metadata
 import os
 import re
@@ -22,7 +23,7 @@ from openapi_spec_validator import validate
 from packaging.requirements import Requirement
 
 from contracts.live import LiveServer
-from mockserver import MockConfig, create_app
+from mockserver import MockConfig, create_app, load_config
 from mockserver.spec import spec_path
 from tests.conftest import MockHandle, RedisServer, free_port
 
@@ -266,3 +267,76 @@ def test_check_client_writes_junit_xml_that_the_schema_accepts(tmp_path: Path) -
     assert cases[("stemmock.command", "the command ends successfully")].find("failure") is None
     failures = sum(1 for c in root.iter("testcase") if c.find("failure") is not None)
     assert int(root.get("failures", "-1")) == failures >= 2 and int(root.get("tests", "0")) == len(cases)
+
+
+@pytest.mark.parametrize(("config", "message"), [
+    ("rate_limits: {apibox: {work: {limit: 1}}}", "rate_limits.apibox.work.window is missing; expected a number."),
+    ("faults: [{rate: 0.5, codes: [500]}]", "faults[0].operation is missing; expected a string."),
+    ("maintenance: [{start: 0}]", "maintenance[0].end is missing; expected a number or a string."),
+    ("latency: [{operation: nope}]", "latency[0].operation is 'nope', which names no provider operation."),
+    ("faults: [{operation: getVoxx, rate: 1, codes: [500]}]", "Did you mean 'getVox'?"),
+    ("costs: {voxx: 2}", "costs.voxx is not a cost key of the specs. Did you mean 'vox'?"),
+    ("maintenance: [{start: 0, end: 1, provider: apibx}]", "maintenance[0].provider is 'apibx'; expected one of"),
+    ("port: [1,\n", "is not valid YAML: "),
+])
+def test_serve_refuses_a_bad_config_with_exit_2_and_the_keys_path(tmp_path: Path, config: str, message: str) -> None:
+    """Each bad config stops `stemmock serve` with exit 2 and one line naming the key, never a traceback."""
+    path = tmp_path / "stemmock.yaml"
+    path.write_text(config + "\n", encoding="utf-8")
+    done = subprocess.run([*STEMMOCK, "serve", "--port", "0", "--config", str(path)], capture_output=True, text=True,
+                          timeout=60, env={k: v for k, v in os.environ.items() if not k.startswith("STEMMOCK_")})
+    assert done.returncode == 2, done.stderr
+    assert message in done.stderr and "Traceback" not in done.stderr, done.stderr
+    assert len(done.stderr.strip().splitlines()) == 1
+
+
+def test_serve_says_a_missing_config_file_does_not_exist(tmp_path: Path) -> None:
+    """A config path that does not exist is reported as such, with exit 2."""
+    done = subprocess.run([*STEMMOCK, "serve", "--config", str(tmp_path / "nope.yaml")], capture_output=True,
+                          text=True, timeout=60)
+    assert done.returncode == 2 and "nope.yaml does not exist; expected a YAML config file." in done.stderr
+
+
+@pytest.mark.parametrize(("name", "raw", "field", "value"), [
+    ("STEMMOCK_ADMIN_TOKEN", "0123", "admin_token", "0123"),
+    ("STEMMOCK_ADMIN_TOKEN", "yes", "admin_token", "yes"),
+    ("STEMMOCK_PUBLIC_URL", "null", "public_url", "null"),
+    ("STEMMOCK_SEED", " 7 ", "seed", 7),
+    ("STEMMOCK_JOURNAL_SIZE", "5", "journal_size", 5),
+    ("STEMMOCK_HANG_SECONDS", "1.5", "hang_seconds", 1.5),
+    ("STEMMOCK_COSTS", '{"vox": 3}', "costs", {"vox": 3.0}),
+])
+def test_environment_values_are_parsed_by_the_fields_type(monkeypatch: pytest.MonkeyPatch, name: str, raw: str,
+                                                           field: str, value: Any) -> None:
+    """A string field keeps the text as given; numbers parse as numbers and structures as JSON, never YAML."""
+    for key in list(os.environ):
+        if key.startswith("STEMMOCK_"):
+            monkeypatch.delenv(key)
+    monkeypatch.setenv(name, raw)
+    assert getattr(load_config(), field) == value
+
+
+def test_serve_admin_token_from_the_environment_keeps_its_leading_zero(tmp_path: Path) -> None:
+    """`STEMMOCK_ADMIN_TOKEN=0123` guards the control plane with the token '0123', not the number 83."""
+    proc, url = _serve_guarded(tmp_path)
+    try:
+        assert httpx.get(f"{url}/__mock/clock", headers={"Authorization": "Bearer 83"}).status_code == 401
+        assert httpx.get(f"{url}/__mock/clock", headers={"Authorization": "Bearer 0123"}).status_code == 200
+    finally:
+        _stop(proc)
+
+
+def _serve_guarded(tmp_path: Path) -> tuple[subprocess.Popen[str], str]:
+    port = free_port()
+    proc = subprocess.Popen([*STEMMOCK, "serve", "--port", str(port)], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True, env={**os.environ, "STEMMOCK_ADMIN_TOKEN": "0123"})
+    url = f"http://127.0.0.1:{port}"
+    for _ in range(300):  # start-up, bounded: at most 30 s
+        with contextlib.suppress(httpx.TransportError):
+            if httpx.get(f"{url}/__mock/clock", timeout=1).status_code == 401:
+                return proc, url
+        if proc.poll() is not None:
+            break
+        time.sleep(0.1)
+    proc.kill()
+    raise AssertionError(f"stemmock serve did not start: {proc.communicate()[0]}")
