@@ -209,9 +209,10 @@ _TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
 
 
 def env_value(name: str, raw: str, hint: Any) -> Any:
-    """An environment variable's text as the field's type: scalars by their type, structures as JSON (never YAML).
+    """An environment variable's text as the field's type: scalars by type (never YAML), structures as JSON.
 
-    So `STEMMOCK_ADMIN_TOKEN=0123` stays the string '0123' and `yes` stays 'yes' where a string is expected.
+    A structure may also be a YAML flow collection (`{max_json_depth: 8}`). So `STEMMOCK_ADMIN_TOKEN=0123` stays
+    the string '0123' and `yes` stays 'yes' where a string is expected.
     """
     args = [a for a in get_args(hint) if a is not type(None)]
     scalar = hint if hint in (str, int, float, bool) else (args[0] if get_origin(hint) not in (dict, tuple) and
@@ -228,12 +229,30 @@ def env_value(name: str, raw: str, hint: Any) -> Any:
             if raw.strip().lower() in _TRUE + _FALSE:
                 return raw.strip().lower() in _TRUE
             raise ValueError(raw)
-        return json.loads(raw)
+        return _structure(raw, hint)
     except ValueError:
         names: dict[Any, str] = {int: "an integer", float: "a number", bool: "true or false"}
-        expected = names.get(scalar, "JSON text")
+        expected = names.get(scalar, "a JSON or YAML flow " + ("list" if get_origin(hint) is tuple else "mapping"))
         key = name.removeprefix("STEMMOCK_").lower()
         raise ConfigError(f"{name}: {key} is {raw!r}; expected {expected}.") from None
+
+
+def _structure(raw: str, hint: Any) -> Any:
+    """A mapping or list from JSON, or from a YAML flow collection (`{max_json_depth: 8}`), never a YAML scalar."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    members = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) not in (dict, tuple) else []
+    shape = members[0] if len(members) == 1 else hint  # `dict[...] | None` is shaped as its dict
+    container = dict if get_origin(shape) is dict or dataclasses.is_dataclass(shape) else list
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ValueError(raw) from None
+    if not isinstance(value, container):
+        raise ValueError(raw)
+    return value
 
 
 def check_against_specs(config: MockConfig, specs: list[Any]) -> MockConfig:

@@ -24,6 +24,7 @@ from packaging.requirements import Requirement
 
 from contracts.live import LiveServer
 from mockserver import MockConfig, create_app, load_config
+from mockserver.config import KeyConfig
 from mockserver.spec import spec_path
 from tests.conftest import MockHandle, RedisServer, free_port
 
@@ -305,6 +306,8 @@ def test_serve_says_a_missing_config_file_does_not_exist(tmp_path: Path) -> None
     ("STEMMOCK_JOURNAL_SIZE", "5", "journal_size", 5),
     ("STEMMOCK_HANG_SECONDS", "1.5", "hang_seconds", 1.5),
     ("STEMMOCK_COSTS", '{"vox": 3}', "costs", {"vox": 3.0}),
+    ("STEMMOCK_KEYS", "{k: {credits: 5}}", "keys", {"k": KeyConfig(credits=5)}),
+    ("STEMMOCK_ACCESS_LOG", "yes", "access_log", True),
 ])
 def test_environment_values_are_parsed_by_the_fields_type(monkeypatch: pytest.MonkeyPatch, name: str, raw: str,
                                                            field: str, value: Any) -> None:
