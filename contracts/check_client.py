@@ -551,13 +551,15 @@ Exit codes:
 @click.option("--scale-probe/--no-scale-probe", default=True, show_default=True,
               help="Run the command a second time, briefly, at another time scale, to catch fixed-interval polling.")
 @click.option("--json", "as_json", is_flag=True, help="Print the report as JSON.")
+@click.option("--junit", "junit_path", type=click.Path(dir_okay=False, writable=True), default=None, metavar="FILE",
+              help="Also write the report as JUnit XML: a test case per check and per documented code.")
 @click.option("--strict/--no-strict", default=True, show_default=True,
               help="Whether contract violations fail the run (they are reported either way).")
 @click.argument("argv", nargs=-1, type=click.UNPROCESSED, metavar="-- COMMAND [ARGS]...")
 def command(timeout: float, api_key: str, time_scale: float, clock: str, seed: int | None, config_path: str | None,
             credits: float | None, scenario: str | None, faults: tuple[str, ...], script_text: str | None,
             task_outcomes: tuple[str, ...], receiver: str | None, error_exit: str | None, require_retries: bool,
-            scale_probe: bool, as_json: bool, strict: bool, argv: tuple[str, ...]) -> None:
+            scale_probe: bool, as_json: bool, junit_path: str | None, strict: bool, argv: tuple[str, ...]) -> None:
     """Run a client, in any language, against a fresh mock and report how it kept the contract."""
     logger = logging.getLogger("stemmock")
     level = logger.level
@@ -579,5 +581,9 @@ def command(timeout: float, api_key: str, time_scale: float, clock: str, seed: i
         sys.exit(EXIT_USAGE)
     finally:
         logger.setLevel(level)
+    if junit_path:
+        from .junit import write_junit
+
+        write_junit(report, junit_path)
     click.echo(json.dumps(report.as_dict(), indent=2, default=str) if as_json else format_report(report))
     sys.exit(report.exit_code)

@@ -97,6 +97,42 @@ class Stemmock:
     def callbacks(self) -> list[dict[str, Any]]:
         return list(self._control.request("GET", "/__mock/callbacks")["callbacks"])
 
+    def calls(self, operation: str | None = None, **filters: Any) -> list[dict[str, Any]]:
+        """The journaled calls of `operation` (an operationId or `METHOD /path`) that match every filter.
+
+        Filters are those of `GET /__mock/journal`: api_key, status, outcome, since (a clock instant) and path
+        (a trailing `*` matches a prefix).
+        """
+        query = _query(operation, filters)
+        return list(self._control.request("GET", "/__mock/journal", params=query)["exchanges"])
+
+    def assert_called(self, operation: str | None = None, times: int | None = None, **filters: Any) -> None:
+        """Fail unless `operation` was called (exactly `times` times, when given) with calls matching `filters`.
+
+        The message lists the near misses: calls of the operation that missed a filter, or, when there are
+        none, calls of other operations that match the filters.
+        """
+        query = _query(operation, filters)
+        found = int(self._control.request("GET", "/__mock/journal/count", params=query)["count"])
+        if (found == times) if times is not None else found > 0:
+            return
+        wanted = f"{operation or 'any operation'}" + (f" with {_shown(filters)}" if filters else "")
+        expected = f"{times} time(s)" if times is not None else "at least once"
+        # Each filter asked of the mock on its own, so that "differs" means exactly what the mock matches.
+        meets = {name: {e["seq"] for e in self.calls(operation, **{name: filters[name]})} for name in filters}
+        near = [e for e in self.calls(operation) if any(e["seq"] not in seqs for seqs in meets.values())] \
+            if operation else []
+        if not near and filters:
+            near = [e for e in self.calls(None, **filters) if e.get("operation") != operation]
+        lines = [f"expected {wanted} to be called {expected}; it was called {found} time(s)."]
+        if near:
+            lines.append("Near misses (newest last):")
+            lines += [f"  - {_describe(e, [n for n, seqs in meets.items() if e['seq'] not in seqs])}"
+                      for e in near[-10:]]
+        else:
+            lines.append(f"No near misses: the journal holds {len(self.journal)} call(s).")
+        raise AssertionError("\n".join(lines))
+
     def reset(self) -> None:
         self._control.request("POST", "/__mock/reset")
 
@@ -138,6 +174,31 @@ class Stemmock:
             if found:
                 text.append(report(found))
         return "\n\n".join(text) or None
+
+
+_FILTERS = ("api_key", "status", "outcome", "since", "path")
+
+
+def _query(operation: str | None, filters: dict[str, Any]) -> dict[str, str]:
+    unknown = sorted(set(filters) - set(_FILTERS))
+    if unknown:
+        raise TypeError(f"{unknown[0]!r} is not a journal filter; expected one of {', '.join(_FILTERS)}.")
+    query = {name: str(value) for name, value in filters.items() if value is not None}
+    if operation is not None:
+        query["operation"] = operation
+    return query
+
+
+def _shown(filters: dict[str, Any]) -> str:
+    return ", ".join(f"{name}={value!r}" for name, value in filters.items())
+
+
+def _describe(exchange: dict[str, Any], missed: list[str]) -> str:
+    outcome = exchange.get("outcome") or {}
+    text = (f"#{exchange.get('seq')} t={exchange.get('time')} {exchange.get('operation')}: {exchange.get('method')} "
+            f"{exchange.get('path')} -> HTTP {(exchange.get('response') or {}).get('status')}, "
+            f"{outcome.get('kind')} {outcome.get('code')}, api_key {exchange.get('api_key')}")
+    return text + (f" (differs: {', '.join(missed)})" if missed else "")
 
 
 def _options(request: pytest.FixtureRequest) -> dict[str, Any]:

@@ -13,7 +13,7 @@ from typing import Any
 
 import httpx
 
-from examples.apibox_client import POLL_INTERVAL_S, ApiboxError
+from contracts.examples.apibox_client import POLL_INTERVAL_S, ApiboxError
 
 BUGS = ("field_name", "no_callback", "no_backoff", "null_crash", "double_process")
 

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from contracts.conformance import check_client
-from examples.apibox_client import ApiboxError, separate_vocals
+from contracts.examples.apibox_client import ApiboxError, separate_vocals
 
 
 def test_reference_client_conforms() -> None:

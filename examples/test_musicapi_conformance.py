@@ -11,7 +11,7 @@ import pytest
 from contracts.conformance import Harness, Step, check_client
 from contracts.plugin import Stemmock
 from contracts.receiver import CallbackReceiver
-from examples.musicapi_client import (
+from contracts.examples.musicapi_client import (
     COSTS,
     POLL_INTERVAL_S,
     Forbidden,

@@ -4,6 +4,6 @@ from __future__ import annotations
 
 from .app import create_app
 from .config import MockConfig, load_config
+from .version import __version__
 
-__all__ = ["MockConfig", "create_app", "load_config"]
-__version__ = "0.1.0"
+__all__ = ["MockConfig", "__version__", "create_app", "load_config"]

@@ -15,6 +15,7 @@ import gc
 import logging
 import random
 import re
+import time
 import traceback
 from collections.abc import AsyncIterator
 from typing import Any
@@ -26,12 +27,13 @@ from starlette.types import Receive, Scope, Send
 
 from .callbacks import Deliveries
 from .clock import Clock, Scheduler
-from .config import MockConfig
+from .config import MockConfig, check_against_specs
 from .control import HANDLERS as CONTROL
+from .control import Raw
 from .effects import Effects
 from .files import FileServer
 from .intake import Intake
-from .journal import Exchange, journal_body, redact
+from .journal import Exchange, journal_body, journal_headers, redact
 from .policy import CallView, Policy
 from .providers import CALLBACKS, JOBS, Context, load_actions
 from .request import MockRequest, url_path
@@ -44,6 +46,7 @@ from .validation import Violation, iter_violations
 from .wire import RAW_SEND, WireFaultResponse
 
 log = logging.getLogger("stemmock")
+access = logging.getLogger("stemmock.access")  # one line per provider call with `access_log`
 ALL_METHODS = ["GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"]
 _METHODS = frozenset(ALL_METHODS)
 _CATCH_ALL = re.compile(r"^/.*$")  # what the route `/{path:path}` matches
@@ -57,7 +60,9 @@ class Mock:
         self.specs = specs if specs is not None else [load(spec_path(name)) for name in PROVIDER_SPECS]
         if config.examples:  # recorded answers, named: `Prefer: example=<name>` answers them
             add_examples(self.specs, config.examples)
+        check_against_specs(config, self.specs)  # a fault on a misspelt operation would never fire
         self.control_spec = load(spec_path("control"))
+        self.started = time.monotonic()  # for the uptime /__mock/health reports
         self.router = Router([*self.specs, self.control_spec])
         self.actions = load_actions()
         for spec in self.specs:
@@ -118,10 +123,15 @@ class Mock:
             return req
         if op.provider.name == "control":
             return await self._control(op, req)
-        return await self.handle(op, req)
+        return await self.handle(op, req, scope.get("client") if self.config.access_log else None)
 
-    async def handle(self, op: Operation, req: MockRequest) -> JsonResponse | WireFaultResponse:
-        """One provider call: steps 3 to 8, in `_answer`; then the configured latency, and the wire fault."""
+    async def handle(self, op: Operation, req: MockRequest,
+                     client: tuple[str, int] | None = None) -> JsonResponse | WireFaultResponse:
+        """One provider call: steps 3 to 8, in `_answer`; then the configured latency, and the wire fault.
+
+        With `access_log` on, one line in uvicorn's access format plus the operation and outcome (`client` is the
+        peer's address).
+        """
         delay = self.policy.latency(op)
         # One call is one instant: a shared clock is read once for it, not once per use.
         if self.store.shared:
@@ -129,6 +139,12 @@ class Mock:
                 status, raw, headers, outcome = self._answer(op, req)
         else:
             status, raw, headers, outcome = self._answer(op, req)
+        if self.config.access_log:
+            peer = f"{client[0]}:{client[1]}" if client else "-"
+            query = "&".join(f"{k}={v}" for k, v in req.query.items())
+            access.info('%s - "%s %s%s HTTP/1.1" %d %s %s %d (%s)', peer, req.method, req.path,
+                        f"?{query}" if query else "", status, op.operation_id, outcome.kind, outcome.code,
+                        outcome.reason)
         if delay > 0:
             await asyncio.sleep(delay)
         if outcome.wire_fault:
@@ -157,7 +173,7 @@ class Mock:
         # part is encoded now, so that reading it back never fails.
         self.store.record(Exchange((self.clock.now(), op, req.method, req.path, req.api_key, req.query,
                                     journal_body(req), tuple(violations), outcome, status, headers,
-                                    codec.exact_size(raw))))
+                                    codec.exact_size(raw), journal_headers(req))))
         return status, raw, headers, outcome
 
     def _decide(self, op: Operation, req: MockRequest, violations: list[Violation], view: CallView) -> Outcome:
@@ -198,6 +214,8 @@ class Mock:
             outcome = rejection(op, violations)
             return json_response(outcome.code, {"code": outcome.code, "message": outcome.message})
         status, body = await CONTROL[str(op.action)](self, req)
+        if isinstance(body, Raw):
+            return JsonResponse(status, body.data, None, body.content_type)
         return json_response(status, body)
 
 

@@ -228,13 +228,15 @@ class Deliveries:
             self.store.update("delivery", delivery_id, {"attempts": attempts, "error": attempt["error"],
                                                         "next_attempt_at": self.clock.now() + delay})
             self.scheduler.after(delay, "attempt", delivery_id, label=f"retry {delivery_id}")
+            log.warning("callback %s attempt %d to %s failed: %s; next retry at t=%.3f (in %g s)", delivery_id,
+                        len(attempts), delivery["url"], attempt["error"], self.clock.now() + delay, delay)
         else:
             self.store.update("delivery", delivery_id, {"attempts": attempts, "state": "failed",
                                                         "next_attempt_at": None, "error": attempt["error"]})
             kind = self.providers[delivery["provider"]].task_kind
             self.store.update(kind, delivery["task_id"], {"callback_exception": True})
-            log.warning("callback %s for task %s given up after %d attempts: %s", delivery_id, delivery["task_id"],
-                        len(attempts), attempt["error"])
+            log.warning("callback %s attempt %d to %s failed: %s; given up after %d attempts (task %s)", delivery_id,
+                        len(attempts), delivery["url"], attempt["error"], len(attempts), delivery["task_id"])
 
     # -- shutdown -------------------------------------------------------------------------------------------
     async def flush(self, grace: float) -> list[str]:

@@ -7,6 +7,7 @@ reads a file and reports every unknown key with its path and the nearest valid n
 from __future__ import annotations
 
 import dataclasses
+import json
 import os
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
@@ -139,6 +140,7 @@ class MockConfig:
     admin_token: str | None = None  # when set, /__mock/* requires `Authorization: Bearer <admin_token>`
     limits: Limits = field(default_factory=Limits)
     examples: str | None = None  # an overlay of named examples (`stemmock examples import`) added to the specs
+    access_log: bool = False  # one log line per provider call (off by default: it costs time on every call)
 
     def replace(self, **changes: Any) -> MockConfig:
         return dataclasses.replace(self, **changes)
@@ -174,6 +176,10 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
                 problems.append(exc)
         raise problems[0] if len(problems) == 1 else ConfigError(
             f"{path} is {value!r}; expected " + " or ".join(_expected_name(a) for a in args) + ".")
+    if hint is bool:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{path} is {value!r}; expected true or false.")
+        return value
     if hint is float:
         if isinstance(value, bool) or not isinstance(value, (int, float)):
             raise ConfigError(f"{path} is {value!r}; expected a number.")
@@ -190,8 +196,84 @@ def _coerce(value: Any, hint: Any, path: str) -> Any:
 
 
 def _expected_name(hint: Any) -> str:
-    names = {float: "a number", int: "an integer", str: "a string"}
-    return names.get(hint, "a mapping" if dataclasses.is_dataclass(hint) else str(hint))
+    names = {float: "a number", int: "an integer", str: "a string", bool: "true or false"}
+    args = [a for a in get_args(hint) if a is not type(None)]
+    if get_origin(hint) not in (dict, tuple) and args:
+        return " or ".join(_expected_name(a) for a in args)
+    if get_origin(hint) is tuple:
+        return "a list"
+    return names.get(hint, "a mapping" if dataclasses.is_dataclass(hint) or get_origin(hint) is dict else str(hint))
+
+
+_TRUE, _FALSE = ("true", "1", "yes", "on"), ("false", "0", "no", "off")
+
+
+def env_value(name: str, raw: str, hint: Any) -> Any:
+    """An environment variable's text as the field's type: scalars by type (never YAML), structures as JSON.
+
+    A structure may also be a YAML flow collection (`{max_json_depth: 8}`). So `STEMMOCK_ADMIN_TOKEN=0123` stays
+    the string '0123' and `yes` stays 'yes' where a string is expected.
+    """
+    args = [a for a in get_args(hint) if a is not type(None)]
+    scalar = hint if hint in (str, int, float, bool) else (args[0] if get_origin(hint) not in (dict, tuple) and
+                                                           len(args) == 1 and args[0] in (str, int, float, bool)
+                                                           else None)
+    try:
+        if scalar is str:
+            return raw
+        if scalar is int:
+            return int(raw.strip())
+        if scalar is float:
+            return float(raw.strip())
+        if scalar is bool:
+            if raw.strip().lower() in _TRUE + _FALSE:
+                return raw.strip().lower() in _TRUE
+            raise ValueError(raw)
+        return _structure(raw, hint)
+    except ValueError:
+        names: dict[Any, str] = {int: "an integer", float: "a number", bool: "true or false"}
+        expected = names.get(scalar, "a JSON or YAML flow " + ("list" if get_origin(hint) is tuple else "mapping"))
+        key = name.removeprefix("STEMMOCK_").lower()
+        raise ConfigError(f"{name}: {key} is {raw!r}; expected {expected}.") from None
+
+
+def _structure(raw: str, hint: Any) -> Any:
+    """A mapping or list from JSON, or from a YAML flow collection (`{max_json_depth: 8}`), never a YAML scalar."""
+    try:
+        return json.loads(raw)
+    except ValueError:
+        pass
+    members = [a for a in get_args(hint) if a is not type(None)] if get_origin(hint) not in (dict, tuple) else []
+    shape = members[0] if len(members) == 1 else hint  # `dict[...] | None` is shaped as its dict
+    container = dict if get_origin(shape) is dict or dataclasses.is_dataclass(shape) else list
+    try:
+        value = yaml.safe_load(raw)
+    except yaml.YAMLError:
+        raise ValueError(raw) from None
+    if not isinstance(value, container):
+        raise ValueError(raw)
+    return value
+
+
+def check_against_specs(config: MockConfig, specs: list[Any]) -> MockConfig:
+    """Names the config takes from the specs (operations, cost keys, providers) must name something in them."""
+    operations = [name for spec in specs for op in spec.operations for name in (op.operation_id, op.key)]
+    costs = sorted({key for spec in specs for key in spec.provider.costs})
+    providers = [spec.provider.name for spec in specs]
+    rules: list[tuple[str, str]] = [(f"faults[{i}].operation", r.operation) for i, r in enumerate(config.faults)]
+    rules += [(f"latency[{i}].operation", r.operation) for i, r in enumerate(config.latency)]
+    for where, name in rules:
+        if name != "*" and name not in operations:
+            hint = did_you_mean(name, operations) or " Expected an operationId, `METHOD /path` or '*'."
+            raise ConfigError(f"{where} is {name!r}, which names no provider operation.{hint}")
+    for key in config.costs:
+        if key not in costs:
+            raise ConfigError(f"costs.{key} is not a cost key of the specs.{suggest(key, costs)}")
+    for i, window in enumerate(config.maintenance):
+        if window.provider and window.provider not in providers:
+            raise ConfigError(f"maintenance[{i}].provider is {window.provider!r}; expected one of "
+                              f"{', '.join(providers)}.{did_you_mean(window.provider, providers)}")
+    return config
 
 
 def _build(cls: Any, data: Any, path: str) -> Any:
@@ -205,6 +287,10 @@ def _build(cls: Any, data: Any, path: str) -> Any:
         if key not in names:
             raise ConfigError(f"{where} is not a known setting.{suggest(str(key), names)}")
         kwargs[key] = _coerce(value, hints[key], where)
+    for f in dataclasses.fields(cls):  # a required sub-key left out: named, never a TypeError
+        if f.name not in kwargs and f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING:
+            where = f"{path}.{f.name}" if path else f.name
+            raise ConfigError(f"{where} is missing; expected {_expected_name(hints[f.name])}.")
     return cls(**kwargs)
 
 
@@ -274,15 +360,24 @@ def load_config(path: str | Path | None = None, **overrides: Any) -> MockConfig:
     config = MockConfig()
     if path is not None:
         try:
-            data = yaml.safe_load(Path(path).read_text(encoding="utf-8")) or {}
-        except (OSError, yaml.YAMLError) as exc:
-            raise ConfigError(f"{path}: cannot be read as YAML: {exc}") from exc
+            with open(path, encoding="utf-8") as stream:  # a stream: YAML's errors then name the file
+                data = yaml.safe_load(stream)
+        except FileNotFoundError:
+            raise ConfigError(f"{path} does not exist; expected a YAML config file.") from None
+        except (OSError, UnicodeDecodeError) as exc:
+            raise ConfigError(f"{path} cannot be read: {exc}.") from None
+        except yaml.YAMLError as exc:
+            raise ConfigError(f"{path} is not valid YAML: {' '.join(str(exc).split())}.") from None
+        if data is None:
+            data = {}
         config = config_from_dict(data, config)
     env = {}
+    hints = get_type_hints(MockConfig)
     for f in dataclasses.fields(MockConfig):
-        raw = os.environ.get(f"STEMMOCK_{f.name.upper()}")
+        name = f"STEMMOCK_{f.name.upper()}"
+        raw = os.environ.get(name)
         if raw is not None:
-            env[f.name] = yaml.safe_load(raw)
+            env[f.name] = env_value(name, raw, hints[f.name])
     if env:
         config = config_from_dict(env, config)
     clean = {k: v for k, v in overrides.items() if v is not None}

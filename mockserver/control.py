@@ -7,13 +7,19 @@ what `ControlledMock` names.
 
 from __future__ import annotations
 
+import json
+import time
 from collections.abc import Awaitable, Callable
-from typing import TYPE_CHECKING, Any, Protocol
+from typing import TYPE_CHECKING, Any, NamedTuple, Protocol
+
+import yaml
 
 from .config import suggest
+from .journal import redact
 from .request import MockRequest
 from .scenarios import matches, task_outcomes
 from .validation import did_you_mean
+from .version import __version__
 
 if TYPE_CHECKING:
     from .callbacks import Deliveries
@@ -26,7 +32,9 @@ class ControlledMock(Protocol):
     """What the control plane needs of the mock: its state, time, callbacks and providers."""
 
     specs: list[Spec]
+    control_spec: Spec
     provider_names: list[str]
+    started: float  # time.monotonic() when the mock was built
     store: Store
     clock: Clock
     scheduler: Scheduler
@@ -60,12 +68,82 @@ async def reset(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
     return 200, {"reset": True}
 
 
+class Raw(NamedTuple):
+    """A body that is not JSON (a spec as YAML), answered as is with its content type."""
+
+    data: bytes
+    content_type: str
+
+
+_FILTERS = ("api_key", "status", "outcome", "since", "path")  # besides `operation`, which the store applies
+
+
+def _journal(mock: ControlledMock, req: MockRequest, limit: int | None) -> list[dict[str, Any]]:
+    """The journal's records that match the query's filters, the last `limit` of them."""
+    q = req.query
+    operation = q.get("operation")
+    if operation is not None and " " in operation:  # `METHOD /path`, as in faults: its operationId
+        found = [op for spec in mock.specs for op in spec.operations if matches(op, operation)]
+        operation = found[0].operation_id if found else operation
+    if not any(name in q for name in _FILTERS):
+        # The limit is applied before any record is built: `?limit=1` reads one record whatever the ring holds.
+        return mock.store.journal(limit, operation)
+    keys = {q["api_key"], redact(q["api_key"])} if "api_key" in q else None
+    status = int(q["status"]) if "status" in q else None
+    since = float(q["since"]) if "since" in q else None
+    path = q.get("path")
+    prefix = path[:-1] if path is not None and path.endswith("*") else None
+
+    def wanted(record: dict[str, Any]) -> bool:
+        response, outcome = record.get("response") or {}, record.get("outcome") or {}
+        return ((keys is None or record.get("api_key") in keys)
+                and (status is None or response.get("status") == status)
+                and ("outcome" not in q or outcome.get("kind") == q["outcome"])
+                and (since is None or record.get("time", 0) >= since)
+                and (path is None or (record.get("path", "").startswith(prefix) if prefix is not None
+                                      else record.get("path") == path)))
+
+    items = [record for record in mock.store.journal(None, operation) if wanted(record)]
+    return items[-limit:] if limit else items
+
+
 @handler("journal")
 async def journal(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
-    # The limit is applied before any record is built: `?limit=1` reads one record whatever the ring holds.
-    limit = int(req.query["limit"]) if "limit" in req.query else None
-    items = mock.store.journal(limit, req.query.get("operation"))
+    items = _journal(mock, req, int(req.query["limit"]) if "limit" in req.query else None)
     return 200, {"exchanges": items, "count": len(items)}
+
+
+@handler("journal_count")
+async def journal_count(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
+    return 200, {"count": len(_journal(mock, req, None))}
+
+
+@handler("health")
+async def health(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
+    store: dict[str, Any] = {"kind": "memory" if not mock.store.shared else "redis", "reachable": True}
+    ping = getattr(mock.store, "ping", None)
+    if ping is not None:
+        try:
+            ping()
+        except Exception as exc:  # any failure to answer is "unreachable", reported with its reason
+            store.update(reachable=False, error=str(exc))
+    up = store["reachable"]
+    return (200 if up else 503), {"status": "ok" if up else "unavailable", "version": __version__,
+                                  "uptime_s": round(time.monotonic() - mock.started, 3), "store": store}
+
+
+@handler("spec")
+async def spec(mock: ControlledMock, req: MockRequest) -> tuple[int, Any]:
+    name, _, kind = req.path_params["file"].rpartition(".")
+    found = [s for s in [*mock.specs, mock.control_spec] if s.provider.name == name]
+    if not found:  # the path's enum is the providers the mock loads; one built with fewer says so
+        return 404, {"code": 404, "message": f"spec {name!r} is not served by this mock."}
+    document = {**found[0].document, "servers": [{"url": req.base_url, "description": "this stemmock"}]}
+    # Through JSON, so that both forms say the same (YAML's integer keys, such as status codes, become strings).
+    document = json.loads(json.dumps(document))
+    if kind == "json":
+        return 200, document
+    return 200, Raw(yaml.safe_dump(document, sort_keys=False, allow_unicode=True).encode(), "application/yaml")
 
 
 @handler("callbacks")

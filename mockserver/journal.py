@@ -34,12 +34,22 @@ def journal_body(req: MockRequest) -> bytes | None:
     return req.raw_body
 
 
+def journal_headers(req: MockRequest) -> bytes:
+    """The request headers as the journal keeps them, encoded now; Authorization shows its key redacted."""
+    headers = req.headers
+    if "authorization" in headers:
+        auth = headers["authorization"]
+        scheme = auth.split(" ", 1)[0] if " " in auth.strip() else ""
+        headers = {**headers, "authorization": f"{scheme} {redact(req.api_key)}" if req.api_key else "<redacted>"}
+    return codec.dumps(headers)
+
+
 class Exchange(tuple):  # type: ignore[type-arg]
     """One journaled call as its parts: a single object for the garbage collector, made a record when read.
 
     (time, operation, method, path, api key, query, request body, violations, outcome, status, the answer's own
-    headers, encoded answer); the answer is kept encoded, copied to its exact size, so that no part of it is a
-    live container.
+    headers, encoded answer, encoded request headers); the answer is kept encoded, copied to its exact size, so
+    that no part of it is a live container.
     """
 
     __slots__ = ()
@@ -49,11 +59,12 @@ class Exchange(tuple):  # type: ignore[type-arg]
         return str(self[1].operation_id)
 
     def __call__(self) -> dict[str, Any]:
-        now, op, method, path, api_key, query, body, violations, outcome, status, headers, raw = self
+        now, op, method, path, api_key, query, body, violations, outcome, status, headers, raw, request_headers = self
         return {
             "time": now, "operation": op.operation_id, "provider": op.provider.name,
             "method": method, "path": path, "api_key": redact(api_key),
-            "request": {"query": query, "body": None if body is None else codec.loads(body)},
+            "request": {"query": query, "headers": codec.loads(request_headers),
+                        "body": None if body is None else codec.loads(body)},
             "violations": [v.as_dict() for v in violations], "outcome": outcome.as_dict(),
             "response": {"status": status, "headers": dict(headers), "body": codec.loads(raw)},
         }

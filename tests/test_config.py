@@ -177,13 +177,14 @@ def test_load_config_reports_the_unknown_key_of_a_file(tmp_path: Path) -> None:
 
 
 def test_load_config_reports_unreadable_files(tmp_path: Path) -> None:
-    """Raises ConfigError for a missing file and for invalid YAML."""
-    with pytest.raises(ConfigError, match="cannot be read as YAML"):
+    """Raises ConfigError saying the file is missing, or that it is not YAML, naming the file and the line."""
+    with pytest.raises(ConfigError, match=r"missing\.yaml does not exist; expected a YAML config file\."):
         load_config(tmp_path / "missing.yaml")
     bad = tmp_path / "bad.yaml"
     bad.write_text("port: [1,\n", encoding="utf-8")
-    with pytest.raises(ConfigError, match="cannot be read as YAML"):
+    with pytest.raises(ConfigError, match=r"bad\.yaml is not valid YAML: .*in \"[^\"]*bad\.yaml\", line 2") as caught:
         load_config(bad)
+    assert "<unicode string>" not in str(caught.value)
 
 
 def test_load_config_rejects_a_non_mapping_file(tmp_path: Path) -> None:
@@ -195,7 +196,7 @@ def test_load_config_rejects_a_non_mapping_file(tmp_path: Path) -> None:
 
 
 def test_load_config_reads_the_environment(monkeypatch: pytest.MonkeyPatch) -> None:
-    """Reads STEMMOCK_SEED from the environment as a YAML scalar."""
+    """Reads STEMMOCK_SEED from the environment as the field's type, an integer."""
     monkeypatch.setenv("STEMMOCK_SEED", "42")
     assert load_config().seed == 42
 

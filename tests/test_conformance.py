@@ -7,7 +7,7 @@ import json
 import pytest
 
 from contracts.conformance import ConformanceFailure, check_client, replay
-from examples.apibox_client import ApiboxError, separate_vocals
+from contracts.examples.apibox_client import ApiboxError, separate_vocals
 from examples.broken_client import flow
 
 EXPECTED = {

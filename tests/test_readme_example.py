@@ -2,8 +2,8 @@
 
 from __future__ import annotations
 
-import os
 import re
+import sys
 from pathlib import Path
 
 import pytest
@@ -25,14 +25,33 @@ def readme_example() -> str:
 
 @pytest.fixture()
 def project(pytester: pytest.Pytester, monkeypatch: pytest.MonkeyPatch) -> pytest.Pytester:
-    """A fresh test project that can import the checkout's `examples` package, as the README's import needs."""
-    monkeypatch.setenv("PYTHONPATH", os.pathsep.join(p for p in (str(ROOT), os.environ.get("PYTHONPATH")) if p))
+    """A fresh test project that sees only installed packages: not the checkout, so its imports must be shipped."""
+    monkeypatch.delenv("PYTHONPATH", raising=False)
+    monkeypatch.chdir(pytester.path)
     return pytester
 
 
 def run(project: pytest.Pytester, code: str, *args: str) -> pytest.RunResult:
     project.makepyfile(test_readme=code)
     return project.runpytest_subprocess("-p", "no:cacheprovider", *args)
+
+
+def test_the_readme_example_imports_only_installed_packages(project: pytest.Pytester) -> None:
+    """Every module the example imports resolves outside the checkout, from the installed distribution."""
+    code = readme_example()
+    modules = re.findall(r"^(?:from|import) ([\w.]+)", code, re.M)
+    assert "contracts.examples.musicapi_client" in modules
+    project.makepyfile(probe="import importlib, sys\nfor m in sys.argv[1:]:\n    importlib.import_module(m)\n")
+    result = project.run(sys.executable, "-P", "probe.py", *modules)
+    assert result.ret == 0, result.stderr.str()
+
+
+def test_the_quickstart_starts_with_a_venv_and_names_python_3_11() -> None:
+    """The Quickstart's first command makes and activates a virtual environment, after naming Python 3.11+."""
+    quickstart = (ROOT / "README.md").read_text(encoding="utf-8").split("## Quickstart", 1)[1].split("\n## ", 1)[0]
+    assert "Python 3.11 or newer" in quickstart
+    first = re.search(r"```\n(.*?)\n", quickstart)
+    assert first and first.group(1) == "python3 -m venv .venv && . .venv/bin/activate"
 
 
 def test_the_readme_example_passes(project: pytest.Pytester) -> None:

@@ -12,8 +12,8 @@ import pytest
 from contracts.check_client import CheckOptions, check_client
 from contracts.conformance import Harness
 from examples import zoo
-from examples.apibox_client import ApiboxError, separate_vocals
-from examples.musicapi_client import MusicApiError, extract_vocals
+from contracts.examples.apibox_client import ApiboxError, separate_vocals
+from contracts.examples.musicapi_client import MusicApiError, extract_vocals
 from examples.zoo import flows
 
 CLIENTS = Path(__file__).resolve().parent.parent / "examples" / "clients"

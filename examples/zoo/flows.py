@@ -10,11 +10,11 @@ from typing import Any
 
 import httpx
 
-from examples.apibox_client import POLL_INTERVAL_S, ApiboxClient, ApiboxError, Results
-from examples.musicapi_client import (
+from contracts.examples.apibox_client import POLL_INTERVAL_S, ApiboxClient, ApiboxError, Results
+from contracts.examples.musicapi_client import (
     POLL_INTERVAL_S as MUSICAPI_POLL_S,
 )
-from examples.musicapi_client import (
+from contracts.examples.musicapi_client import (
     WEBHOOK_SECRET,
     MusicApiClient,
     ServerError,

@@ -1,0 +1,1 @@
+"""Reference clients of each provider (flows and error types), shipped so that examples run outside the repository."""
