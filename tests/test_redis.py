@@ -519,3 +519,15 @@ def _quietly(call: Any, *args: Any) -> None:
         call(*args)
     except httpx.HTTPError:
         pass  # the server was killed under it
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_redis_without_the_client_says_what_to_install(workers: str) -> None:
+    """Exits 2 naming the extra to install when the Redis client cannot be imported (a plain install)."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    hide = ("import sys; sys.modules['redis'] = None; sys.argv = ['stemmock', 'serve', '--port', '0', "
+            f"'--store', {url!r}, '--workers', {workers!r}]; from mockserver.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", hide], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'stemmock[redis]'" in done.stderr and url in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr

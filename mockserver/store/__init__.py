@@ -23,7 +23,14 @@ def open_store(config: MockConfig) -> Store:
     opening = {k: {"credits": v.credits, "extra_credits": v.extra_credits} for k, v in (config.keys or {}).items()}
     if config.store == "memory":
         return MemoryStore(default, config.journal_size, opening)
-    from .redis import RedisStore  # only a shared store needs the Redis client
+    try:
+        from .redis import RedisStore  # only a shared store needs the Redis client
+    except ImportError as exc:
+        if exc.name not in ("redis", "redis.client"):
+            raise
+        from ..config import ConfigError
 
+        raise ConfigError(f"store: {config.store} needs the Redis client, which is not installed; expected it "
+                          "installed with: pip install 'stemmock[redis]'.") from None
     return RedisStore(config.store, default, config.journal_size, opening,
                       lease=config.callbacks.timeout + config.callbacks.grace + 30)
