@@ -110,6 +110,7 @@ class CallView:
         """
         if not self._step_taken:
             self._state = self.store.call_state(self.op.provider.name, self.ctx.api_key)
+            self.clock.pin(self._state.clock)
             self._step, self._step_taken = self._state.script_step, True
         return self._step
 

@@ -28,6 +28,7 @@ class CallState:
     maintenance: dict[str, bool]
     faults: list[Record]
     balance: Record  # the calling key's, on the call's provider
+    clock: float | None = None  # a shared manual clock's instant, read in the same step (None: not read)
 
 
 class Store(ABC):
@@ -87,6 +88,17 @@ class Store(ABC):
     @abstractmethod
     def next_id(self, name: str) -> int:
         """1, 2, 3, ... per `name`, unique across every worker; restarts after `reset`."""
+
+    def reserve_ids(self, name: str, count: int) -> tuple[int, int]:
+        """(reset generation, first) of `count` ids of `name` (first .. first + count - 1) for this worker alone.
+
+        The generation counts the store's resets: ids drawn from a block of an older generation can never equal
+        ids of a newer one, so a reset by one worker never lets another hand out an id twice.
+        """
+        first = self.next_id(name)
+        for _ in range(count - 1):
+            self.next_id(name)
+        return 0, first
 
     @abstractmethod
     def clock_value(self, name: str, default: float | None = None) -> float | None:
@@ -189,18 +201,28 @@ class Store(ABC):
 
 
 class CountedRandom(random.Random):
-    """Ids for workers that share a store: bits derived from the seed and the store's `ids` counter.
+    """Ids for workers that share a store: bits derived from the seed and a block of the store's `ids` counter.
 
     Two workers with one seed would otherwise draw the same ids; this way ids stay unique across workers,
-    and a session replayed against a fresh store from the same seed gets the same ids in the same order.
+    and a session replayed against a fresh store from the same seed by one worker gets the same ids in the
+    same order. Each worker reserves `BLOCK` numbers at a time, so an id costs no round trip of its own; the
+    block's reset generation goes into the bits (after generation 0), so a block reserved before a reset can
+    never repeat an id drawn after it.
     """
+
+    BLOCK = 1000
 
     def __init__(self, store: Store, seed: int) -> None:
         super().__init__(seed)
         self._store = store
         self._seed = seed
+        self._generation, self._next, self._end = 0, 0, 0
 
     def getrandbits(self, k: int) -> int:
-        n = self._store.next_id("ids")
-        digest = hashlib.blake2b(f"{self._seed}/{n}".encode(), digest_size=64).digest()
+        if self._next >= self._end:
+            self._generation, self._next = self._store.reserve_ids("ids", self.BLOCK)
+            self._end = self._next + self.BLOCK
+        n, self._next = self._next, self._next + 1
+        tag = f"{self._seed}/{n}" if self._generation == 0 else f"{self._seed}/g{self._generation}/{n}"
+        digest = hashlib.blake2b(tag.encode(), digest_size=64).digest()
         return int.from_bytes(digest) >> (512 - k) if k <= 512 else super().getrandbits(k)

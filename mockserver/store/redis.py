@@ -12,7 +12,8 @@ scripted fault is used at most `times`, a job is claimed by one worker only. Key
     script            list of queued behaviours (JSON)
     maintenance       hash provider -> 0/1
     journal           capped stream of exchanges (MAXLEN journal_size)
-    counters          hash name -> last id handed out
+    counters          hash name -> last id handed out (ids: reserved in blocks per worker)
+    generation        how many resets the store has seen (kept by reset; tags each block of ids)
     jobs, jobs:due, due, claimed   job bodies, their due instants, the queue, the claims (lease, wall clock)
     claims:owner, alive:{worker}   which worker holds each claim; each worker's sign of life (expires)
     clock             hash: the manual instant, the real clock's offset (kept by reset)
@@ -170,8 +171,9 @@ redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'seq', seq, 'e', ARGV[1])
 return seq
 """
 
-# KEYS script, maintenance, faults, faults:used, account; ARGV opening credits, opening extra credits.
-# What deciding one call reads, in one trip: {script step or false, maintenance, faults, uses, credits, extra}.
+# KEYS script, maintenance, faults, faults:used, account, clock; ARGV opening credits, opening extra credits.
+# What deciding one call reads, in one trip: {script step or false, maintenance, faults, uses, credits, extra,
+# the manual clock's instant or false}.
 _CALL_STATE = """
 local step = redis.call('LPOP', KEYS[1])
 if redis.call('EXISTS', KEYS[5]) == 0 then
@@ -179,7 +181,20 @@ if redis.call('EXISTS', KEYS[5]) == 0 then
 end
 local balance = redis.call('HMGET', KEYS[5], 'credits', 'extra_credits')
 return {step or false, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
-        balance[1], balance[2]}
+        balance[1], balance[2], redis.call('HGET', KEYS[6], 'manual')}
+"""
+
+# KEYS counters, generation; ARGV counter name, count. {generation, first id of the block}.
+_RESERVE = """
+local last = redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[2]))
+return {tonumber(redis.call('GET', KEYS[2]) or '0'), last - tonumber(ARGV[2]) + 1}
+"""
+
+# KEYS counters, generation: a reset starts a new generation and restarts the counters in one step, so a block
+# reserved while the rest is being cleared belongs to the new generation and is never reserved again.
+_NEW_GENERATION = """
+redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[1])
 """
 
 # KEYS clock; ARGV name, instant: set the instant unless the clock already reads later.
@@ -229,6 +244,8 @@ class RedisStore(Store):
         self._call_state = self._r.register_script(_CALL_STATE)
         self._reclaim = self._r.register_script(_RECLAIM)
         self._commit = self._r.register_script(_COMMIT)
+        self._reserve = self._r.register_script(_RESERVE)
+        self._new_generation = self._r.register_script(_NEW_GENERATION)
         # Who holds a claim: a claim whose worker stops beating goes back to the queue at once (its lease would
         # keep it for a minute), so a restarted mock runs what the killed one left half done.
         self.worker = f"{os.getpid()}-{os.urandom(6).hex()}"
@@ -244,10 +261,11 @@ class RedisStore(Store):
         self._r.close()
 
     def reset(self) -> None:
-        keep = PREFIX + "clock"
+        self._new_generation(keys=[f"{PREFIX}counters", f"{PREFIX}generation"])
+        keep = {PREFIX + "clock", PREFIX + "generation", PREFIX + "counters"}  # the counters restarted above
         batch: list[str] = []
         for key in self._r.scan_iter(match=PREFIX + "*", count=1000):
-            if key != keep and not key.startswith(PREFIX + "alive:"):  # the clock and the workers' beats stay
+            if key not in keep and not key.startswith(PREFIX + "alive:"):  # the clock and the workers' beats stay
                 batch.append(key)
             if len(batch) >= 1000:
                 self._r.unlink(*batch)
@@ -379,13 +397,14 @@ class RedisStore(Store):
         return {provider: on == "1" for provider, on in self._r.hgetall(f"{PREFIX}maintenance").items()}
 
     def call_state(self, provider: str, api_key: str) -> CallState:
-        step, flags, bodies, used, credits, extra = self._call_state(
+        step, flags, bodies, used, credits, extra, *clock = self._call_state(
             keys=[f"{PREFIX}script", f"{PREFIX}maintenance", f"{PREFIX}faults", f"{PREFIX}faults:used",
-                  f"{PREFIX}bal:{provider}:{api_key}"], args=self._opening_args(api_key))
+                  f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}clock"], args=self._opening_args(api_key))
         return CallState(None if step is None else json.loads(step),
                          {name: on == "1" for name, on in _pairs(flags).items()},
                          _faults(_pairs(bodies), _pairs(used)),
-                         {"credits": float(credits), "extra_credits": float(extra)})
+                         {"credits": float(credits), "extra_credits": float(extra)},
+                         float(clock[0]) if clock and clock[0] is not None else None)
 
     def set_maintenance(self, provider: str, on: bool) -> None:
         self._r.hset(f"{PREFIX}maintenance", provider, "1" if on else "0")
@@ -393,6 +412,10 @@ class RedisStore(Store):
     # -- counters and the shared clock ------------------------------------------------------------------------
     def next_id(self, name: str) -> int:
         return int(self._r.hincrby(f"{PREFIX}counters", name, 1))
+
+    def reserve_ids(self, name: str, count: int) -> tuple[int, int]:
+        generation, first = self._reserve(keys=[f"{PREFIX}counters", f"{PREFIX}generation"], args=[name, count])
+        return int(generation), int(first)
 
     def clock_value(self, name: str, default: float | None = None) -> float | None:
         value = self._r.hget(f"{PREFIX}clock", name)
