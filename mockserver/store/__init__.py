@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import CallState, CountedRandom, Job, Record, Store
+from .base import CallState, CountedRandom, Job, Record, StaleIds, Store
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
     from ..config import MockConfig
 
-__all__ = ["CallState", "CountedRandom", "Job", "MemoryStore", "Record", "Store", "open_store"]
+__all__ = ["CallState", "CountedRandom", "Job", "MemoryStore", "Record", "StaleIds", "Store", "open_store"]
 
 
 def open_store(config: MockConfig) -> Store:

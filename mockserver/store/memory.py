@@ -86,7 +86,8 @@ class MemoryStore(Store):
         return dict(account)
 
     def commit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
-               jobs: list[tuple[float, Record]]) -> Record | None:
+               jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None = None,
+               generation: int | None = None) -> Record | None:
         # One step: nothing here awaits, so no other call runs between the check, the charge and the writes.
         account = self._account(provider, api_key)
         if cost > 0 and account["credits"] + account["extra_credits"] < cost:
@@ -100,6 +101,8 @@ class MemoryStore(Store):
             self._resources.setdefault(kind, {})[rid] = raw
         for due, job in jobs:
             self.schedule(due, job)
+        if journal is not None:
+            self.record(journal)
         return dict(account)
 
     def _window(self, key: str, now: float, window: float) -> deque[float]:

@@ -28,7 +28,7 @@ from typing import Any
 
 import redis
 
-from .base import CallState, Job, Record, Store
+from .base import CallState, Job, Record, StaleIds, Store
 
 PREFIX = "stemmock:"
 
@@ -126,10 +126,16 @@ end
 return out
 """
 
-# KEYS account, counters, jobs, jobs:due, due; ARGV opening credits, opening extra credits, cost, then the
-# records (count, then per record: key, index key, id, field count, fields and values), then the jobs (count,
-# then per job: due, body). Charges and stores all of it, or (balance short) nothing: returns false.
+# KEYS account, counters, jobs, jobs:due, due, journal, generation; ARGV opening credits, opening extra credits, cost, then
+# the records (count, then per record: key, index key, id, field count, fields and values), then the jobs
+# (count, then per job: due, body), then the exchange to journal ('' for none), the journal's length and the
+# generation of the call's ids ('' for any). Charges, stores and journals all of it, or (balance short) nothing:
+# returns false; or (the store was reset since the ids were reserved) nothing: returns {'stale'}.
 _COMMIT = """
+local tail = #ARGV
+if ARGV[tail] ~= '' and tonumber(redis.call('GET', KEYS[7]) or '0') ~= tonumber(ARGV[tail]) then
+  return {'stale'}
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'credits', ARGV[1], 'extra_credits', ARGV[2])
 end
@@ -161,6 +167,10 @@ for _ = 1, jobs do
   redis.call('ZADD', KEYS[5], ARGV[i], id)
   i = i + 2
 end
+if ARGV[i] ~= '' then
+  local seq = redis.call('HINCRBY', KEYS[2], 'journal', 1)
+  redis.call('XADD', KEYS[6], 'MAXLEN', ARGV[i + 1], '*', 'seq', seq, 'e', ARGV[i])
+end
 return {string.format('%.17g', c), string.format('%.17g', e)}
 """
 
@@ -171,17 +181,21 @@ redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'seq', seq, 'e', ARGV[1])
 return seq
 """
 
-# KEYS script, maintenance, faults, faults:used, account, clock; ARGV opening credits, opening extra credits.
-# What deciding one call reads, in one trip: {script step or false, maintenance, faults, uses, credits, extra,
-# the manual clock's instant or false}.
+# KEYS script, maintenance, faults, faults:used, account, clock, generation, then the resources the call names;
+# ARGV opening credits, opening extra credits. What deciding one call reads, in one trip: {script step or false,
+# maintenance, faults, uses, credits, extra, the manual clock's instant or false, the generation, then each
+# resource's fields}.
 _CALL_STATE = """
 local step = redis.call('LPOP', KEYS[1])
+local records = {}
+for k = 8, #KEYS do records[#records + 1] = redis.call('HGETALL', KEYS[k]) end
 if redis.call('EXISTS', KEYS[5]) == 0 then
   redis.call('HSET', KEYS[5], 'credits', ARGV[1], 'extra_credits', ARGV[2])
 end
 local balance = redis.call('HMGET', KEYS[5], 'credits', 'extra_credits')
 return {step or false, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
-        balance[1], balance[2], redis.call('HGET', KEYS[6], 'manual')}
+        balance[1], balance[2], redis.call('HGET', KEYS[6], 'manual'), tonumber(redis.call('GET', KEYS[7]) or '0'),
+        unpack(records)}
 """
 
 # KEYS counters, generation; ARGV counter name, count. {generation, first id of the block}.
@@ -332,7 +346,8 @@ class RedisStore(Store):
         return balance if ok else None
 
     def commit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
-               jobs: list[tuple[float, Record]]) -> Record | None:
+               jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None = None,
+               generation: int | None = None) -> Record | None:
         args: list[Any] = [*self._opening_args(api_key), repr(float(cost)), len(records)]
         for kind, rid, record in records:
             if not record:
@@ -343,10 +358,15 @@ class RedisStore(Store):
         args.append(len(jobs))
         for due, job in jobs:
             args += [repr(float(due)), _dumps(job)]
+        built = journal() if callable(journal) else journal
+        args += ["" if built is None else _dumps(built), self._journal_size, "" if generation is None else generation]
         found = self._commit(keys=[f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}counters", f"{PREFIX}jobs",
-                                   f"{PREFIX}jobs:due", f"{PREFIX}due"], args=args)
+                                   f"{PREFIX}jobs:due", f"{PREFIX}due", f"{PREFIX}journal", f"{PREFIX}generation"],
+                             args=args)
         if not found:
             return None
+        if found[0] == "stale":
+            raise StaleIds(f"generation {generation}: the store was reset since the call's ids were reserved.")
         return {"credits": float(found[0]), "extra_credits": float(found[1])}
 
     # -- rate windows, scripted faults, maintenance ----------------------------------------------------------
@@ -396,15 +416,18 @@ class RedisStore(Store):
     def maintenance(self) -> dict[str, bool]:
         return {provider: on == "1" for provider, on in self._r.hgetall(f"{PREFIX}maintenance").items()}
 
-    def call_state(self, provider: str, api_key: str) -> CallState:
-        step, flags, bodies, used, credits, extra, *clock = self._call_state(
+    def call_state(self, provider: str, api_key: str, reads: list[tuple[str, str]] | None = None) -> CallState:
+        reads = reads or []
+        step, flags, bodies, used, credits, extra, clock, generation, *records = self._call_state(
             keys=[f"{PREFIX}script", f"{PREFIX}maintenance", f"{PREFIX}faults", f"{PREFIX}faults:used",
-                  f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}clock"], args=self._opening_args(api_key))
+                  f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}clock", f"{PREFIX}generation",
+                  *(f"{PREFIX}res:{kind}:{rid}" for kind, rid in reads)], args=self._opening_args(api_key))
         return CallState(None if step is None else json.loads(step),
                          {name: on == "1" for name, on in _pairs(flags).items()},
                          _faults(_pairs(bodies), _pairs(used)),
                          {"credits": float(credits), "extra_credits": float(extra)},
-                         float(clock[0]) if clock and clock[0] is not None else None)
+                         None if clock is None else float(clock),
+                         {read: self._decode(fields) for read, fields in zip(reads, records)}, int(generation))
 
     def set_maintenance(self, provider: str, on: bool) -> None:
         self._r.hset(f"{PREFIX}maintenance", provider, "1" if on else "0")
