@@ -69,7 +69,12 @@ class Context:
         if key not in self.reads:  # a call reads a resource once, however many of its steps look at it
             self.reads[key] = self.store.get(kind, rid)
         record = self.reads[key]
-        return record if record is not None and record.get("api_key") == self.api_key else None
+        if record is None or record.get("api_key") != self.api_key:
+            return None
+        made = record.get("created_at")
+        if isinstance(made, (int, float)) and self.clock.now() - made > self.config.retention.tasks:
+            return None  # past the retention: answered as the provider answers an unknown one
+        return record
 
 
 @dataclass(slots=True)

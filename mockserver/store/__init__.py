@@ -22,7 +22,7 @@ def open_store(config: MockConfig) -> Store:
     default = {"credits": config.default_credits, "extra_credits": config.default_extra_credits}
     opening = {k: {"credits": v.credits, "extra_credits": v.extra_credits} for k, v in (config.keys or {}).items()}
     if config.store == "memory":
-        return MemoryStore(default, config.journal_size, opening)
+        return MemoryStore(default, config.journal_size, opening, config.retention.max_tasks)
     try:
         from .redis import RedisStore  # only a shared store needs the Redis client
     except ImportError as exc:
@@ -33,4 +33,5 @@ def open_store(config: MockConfig) -> Store:
         raise ConfigError(f"store: {config.store} needs the Redis client, which is not installed; expected it "
                           "installed with: pip install 'stemmock[redis]'.") from None
     return RedisStore(config.store, default, config.journal_size, opening,
-                      lease=config.callbacks.timeout + config.callbacks.grace + 30)
+                      lease=config.callbacks.timeout + config.callbacks.grace + 30,
+                      max_records=config.retention.max_tasks, ttl=config.retention.tasks)

@@ -4,8 +4,8 @@ Every read-modify-write is one Lua script or one MULTI transaction, so workers n
 step: a charge checks and spends the balance at once, a rate window counts a call only if it has room, a
 scripted fault is used at most `times`, a job is claimed by one worker only. Keys (prefix `stemmock:`):
 
-    res:{kind}:{id}   hash, one JSON value per record field (so `update` sets fields atomically)
-    idx:{kind}        set of the kind's ids
+    res:{kind}:{id}   hash, one JSON value per record field (so `update` sets fields atomically); expires
+    idx:{kind}        sorted set of the kind's ids by creation, capped (the oldest go, with their records)
     bal:{provider}:{key}  hash credits / extra_credits
     rate:{window key} sorted set of admitted calls, scored by the mock's clock
     faults, faults:times, faults:used   scripted faults (JSON, allowance, uses)
@@ -31,6 +31,28 @@ import redis
 from .base import CallState, Job, Record, StaleIds, Store
 
 PREFIX = "stemmock:"
+
+# KEYS counters; ARGV key, index, id, field count, fields and values, cap, ttl (ms): one record stored.
+_PUT = """
+-- Store one record (key, index, id, then n field/value pairs from ARGV[at]): it expires after ttl ms (0: never),
+-- keeps its place in the index (ordered by creation), and the index keeps at most cap ids, the oldest going.
+local function store_record(key, index, id, n, at, cap, ttl, counters)
+  redis.call('DEL', key)
+  for f = 0, n - 1 do redis.call('HSET', key, ARGV[at + 2 * f], ARGV[at + 2 * f + 1]) end
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  if not redis.call('ZSCORE', index, id) then
+    redis.call('ZADD', index, redis.call('HINCRBY', counters, 'order', 1), id)
+    local over = redis.call('ZCARD', index) - cap
+    if cap > 0 and over > 0 then
+      local prefix = string.sub(key, 1, #key - #id)
+      local gone = redis.call('ZPOPMIN', index, over)
+      for g = 1, #gone, 2 do redis.call('DEL', prefix .. gone[g]) end
+    end
+  end
+end
+local n = tonumber(ARGV[4])
+store_record(ARGV[1], ARGV[2], ARGV[3], n, 5, tonumber(ARGV[5 + 2 * n]), tonumber(ARGV[6 + 2 * n]), KEYS[1])
+"""
 
 _UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
@@ -126,12 +148,29 @@ end
 return out
 """
 
-# KEYS account, counters, jobs, jobs:due, due, journal, generation; ARGV opening credits, opening extra credits, cost, then
+# KEYS account, counters, jobs, jobs:due, due, journal, generation; ARGV opening credits, opening extra credits, cost,
+# the index cap and the records' ttl (ms), then
 # the records (count, then per record: key, index key, id, field count, fields and values), then the jobs
 # (count, then per job: due, body), then the exchange to journal ('' for none), the journal's length and the
 # generation of the call's ids ('' for any). Charges, stores and journals all of it, or (balance short) nothing:
 # returns false; or (the store was reset since the ids were reserved) nothing: returns {'stale'}.
 _COMMIT = """
+-- Store one record (key, index, id, then n field/value pairs from ARGV[at]): it expires after ttl ms (0: never),
+-- keeps its place in the index (ordered by creation), and the index keeps at most cap ids, the oldest going.
+local function store_record(key, index, id, n, at, cap, ttl, counters)
+  redis.call('DEL', key)
+  for f = 0, n - 1 do redis.call('HSET', key, ARGV[at + 2 * f], ARGV[at + 2 * f + 1]) end
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  if not redis.call('ZSCORE', index, id) then
+    redis.call('ZADD', index, redis.call('HINCRBY', counters, 'order', 1), id)
+    local over = redis.call('ZCARD', index) - cap
+    if cap > 0 and over > 0 then
+      local prefix = string.sub(key, 1, #key - #id)
+      local gone = redis.call('ZPOPMIN', index, over)
+      for g = 1, #gone, 2 do redis.call('DEL', prefix .. gone[g]) end
+    end
+  end
+end
 local tail = #ARGV
 if ARGV[tail] ~= '' and tonumber(redis.call('GET', KEYS[7]) or '0') ~= tonumber(ARGV[tail]) then
   return {'stale'}
@@ -149,15 +188,14 @@ if cost > 0 then
   c = c - (cost - from_extra)
   redis.call('HSET', KEYS[1], 'credits', string.format('%.17g', c), 'extra_credits', string.format('%.17g', e))
 end
-local i = 4
+local cap, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local i = 6
 local records = tonumber(ARGV[i]); i = i + 1
 for _ = 1, records do
   local key, index, id, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
-  redis.call('DEL', key)
-  for f = 0, n - 1 do redis.call('HSET', key, ARGV[i + 2 * f], ARGV[i + 2 * f + 1]) end
+  store_record(key, index, id, n, i, cap, ttl, KEYS[2])
   i = i + 2 * n
-  redis.call('SADD', index, id)
 end
 local jobs = tonumber(ARGV[i]); i = i + 1
 for _ = 1, jobs do
@@ -240,8 +278,14 @@ class RedisStore(Store):
 
     def __init__(self, url: str, default_balance: Record | None = None, journal_size: int = 1000,
                  opening: dict[str, Record] | None = None, lease: float = 60.0,
-                 client: redis.Redis | None = None) -> None:
+                 client: redis.Redis | None = None, max_records: int | None = None,
+                 ttl: float | None = None) -> None:
         self.url = url
+        # Bounds on what calls made: each kind's index keeps the newest `max_records` ids (the rest are deleted),
+        # and each record expires `ttl` seconds after it was stored (Redis' own clock), so Redis memory stays
+        # bounded; the mock's clock decides when a record reads as expired (`Context.owned`).
+        self._cap = int(max_records or 0)
+        self._ttl_ms = int((ttl or 0) * 1000)
         # Any: redis-py types every answer as bytes | str whatever decode_responses says; these are all str.
         self._r: Any = client or redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
         self._default = dict(default_balance or {"credits": 1000, "extra_credits": 0})
@@ -249,6 +293,7 @@ class RedisStore(Store):
         self._journal_size = journal_size
         self.lease = lease
         self._update = self._r.register_script(_UPDATE)
+        self._put = self._r.register_script(_PUT)
         self._account_script = self._r.register_script(_ACCOUNT)
         self._rate = self._r.register_script(_RATE)
         self._take_fault = self._r.register_script(_TAKE_FAULT)
@@ -299,12 +344,9 @@ class RedisStore(Store):
     def put(self, kind: str, rid: str, record: Record) -> None:
         if not record:
             raise ValueError(f"{kind} {rid}: an empty record cannot be stored.")
-        key = f"{PREFIX}res:{kind}:{rid}"
-        pipe = self._r.pipeline(transaction=True)
-        pipe.delete(key)
-        pipe.hset(key, mapping={name: _dumps(value) for name, value in record.items()})
-        pipe.sadd(f"{PREFIX}idx:{kind}", rid)
-        pipe.execute()
+        fields = [part for name, value in record.items() for part in (name, _dumps(value))]
+        self._put(keys=[f"{PREFIX}counters"], args=[f"{PREFIX}res:{kind}:{rid}", f"{PREFIX}idx:{kind}", rid,
+                                                   len(record), *fields, self._cap, self._ttl_ms])
 
     def get(self, kind: str, rid: str) -> Record | None:
         return self._decode(self._r.hgetall(f"{PREFIX}res:{kind}:{rid}"))
@@ -316,7 +358,7 @@ class RedisStore(Store):
         return self._decode(self._update(keys=[f"{PREFIX}res:{kind}:{rid}"], args=args))
 
     def all(self, kind: str) -> list[Record]:
-        ids = sorted(self._r.smembers(f"{PREFIX}idx:{kind}"))
+        ids = sorted(self._r.zrange(f"{PREFIX}idx:{kind}", 0, -1))
         pipe = self._r.pipeline(transaction=False)
         for rid in ids:
             pipe.hgetall(f"{PREFIX}res:{kind}:{rid}")
@@ -348,7 +390,7 @@ class RedisStore(Store):
     def commit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
                jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None = None,
                generation: int | None = None) -> Record | None:
-        args: list[Any] = [*self._opening_args(api_key), repr(float(cost)), len(records)]
+        args: list[Any] = [*self._opening_args(api_key), repr(float(cost)), self._cap, self._ttl_ms, len(records)]
         for kind, rid, record in records:
             if not record:
                 raise ValueError(f"{kind} {rid}: an empty record cannot be stored.")
