@@ -9,6 +9,7 @@ two workers on a Redis store against one worker in memory.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import statistics
 import sys
@@ -257,8 +258,14 @@ def asgi_rows(report: Report, plan: Plan) -> None:
                f["per_second"], "req/s")
 
 
-def run_phases(report: Report, plan: Plan, log_dir: Path) -> None:
+def run_phases(report: Report, plan: Plan, log_dir: Path, only: str | None = None) -> None:
     config = cases.write_config(log_dir)
+    if only == "shared":
+        with CpuWatch() as whole:
+            print("shared store (Redis, 2 workers) ...", flush=True)
+            shared_rows(report, plan.load_seconds, plan.warmup_seconds, config, log_dir)
+        report.foreign_cores = whole.foreign_cores
+        return
     with CpuWatch() as whole:
         print(f"[{plan.mode}] load rows ...", flush=True)
         rows = load_rows(report, plan, config, log_dir)
@@ -279,14 +286,19 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run: 2 s per load row, 200,000-call soak")
     parser.add_argument("--out", type=Path, default=HERE / "results.md", help="where the Markdown goes")
+    parser.add_argument("--only", choices=["shared"], help="run one phase: shared (the Redis rows)")
+    parser.add_argument("--soak-calls", type=int, default=None,
+                        help="calls of the memory soak (default 1,000,000; --quick 200,000)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.soak_calls:
+        plan = dataclasses.replace(plan, soak_requests=max(args.soak_calls, plan.soak_base + 4))
     began = time.perf_counter()
     log_dir = Path(tempfile.mkdtemp(prefix="stemmock-bench-"))  # server logs; removed after a clean run
     try:
         report = Report(plan.mode, versions=versions(ensure_wrk()))
         ensure_python_stack()
-        run_phases(report, plan, log_dir)
+        run_phases(report, plan, log_dir, args.only)
     except BenchError as exc:
         print(f"benchmarks: {exc} (server logs in {log_dir})", file=sys.stderr)
         return 1
