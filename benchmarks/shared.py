@@ -107,8 +107,8 @@ def shared_rows(report: Report, seconds: float, warmup: float, config: Path, log
         total = red.worker_us + red.redis_us
         cpu_ratio = total / mem.worker_us if mem.worker_us else 0.0
         report.add(f"{label}: CPU per call, workers + redis-server (workers {red.worker_us:.0f}, redis-server "
-                   f"{red.redis_us:.0f})", round(total, 1), round(mem.worker_us, 1), "µs", f"at most 1.5x memory ({cpu_ratio:.2f}x)",
-                   cpu_ratio <= 1.5)
+                   f"{red.redis_us:.0f})", round(total, 1), round(mem.worker_us, 1), "µs",
+                   f"at most 1.5x memory ({cpu_ratio:.2f}x)", cpu_ratio <= 1.5)
         problems += load.check(red.run, vox, f"Redis VOX c{conns}", red.charged, conns)
         loads.append(f"c{conns}: {mem.foreign_cores:.2f} cores (memory run), {red.foreign_cores:.2f} (Redis run)")
     report.notes.append("Other load on the machine during the shared-store runs: " + "; ".join(loads) + ".")
