@@ -79,3 +79,16 @@ def test_a_task_past_its_retention_reads_as_unknown_and_its_files_404(client: ht
     assert record_info(client, task)["data"] is None
     assert vox(client, clip).status_code == 404
     assert client.get(url).status_code == 404
+
+
+def test_on_redis_the_index_is_capped_and_records_carry_a_ttl(client: httpx.Client, store_url: str) -> None:
+    """On Redis an evicted clip's record is deleted, the index holds max_tasks ids, and each record expires."""
+    if store_url == "memory":
+        pytest.skip("the Redis keys only")
+    import redis
+
+    clips = [upload(client, f"c{i}") for i in range(5)]
+    with redis.Redis.from_url(store_url, decode_responses=True) as r:
+        assert r.zrange("stemmock:idx:clip", 0, -1) == clips[2:]
+        assert [r.exists(f"stemmock:res:clip:{clip}") for clip in clips] == [0, 0, 1, 1, 1]
+        assert 0 < r.ttl(f"stemmock:res:clip:{clips[-1]}") <= 14 * DAY
