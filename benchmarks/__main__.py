@@ -9,6 +9,7 @@ two workers on a Redis store against one worker in memory.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import shutil
 import statistics
 import sys
@@ -186,25 +187,33 @@ def soak(server: Server, case: Case, plan: Plan, rate: float) -> dict[str, Any]:
     return {"series": series, "sent": sent, "seconds": spent}
 
 
-def memory_rows(report: Report, plan: Plan, config: Path, log_dir: Path, rows: list[Case]) -> None:
-    vox = rows[0]
+SOAKS = {"vox": 0, "vocal-removal": 1}  # the soak's request: index into the rows (vocal removal makes a task)
+
+
+def memory_rows(report: Report, plan: Plan, config: Path, log_dir: Path, rows: list[Case],
+                which: str = "vocal-removal") -> None:
+    index = SOAKS[which]
+    vox = rows[index]
     mock, fresh = started_mock(config, log_dir, "stemmock-soak")
-    vox_fresh = fresh[0]
+    vox_fresh = fresh[index]
+    rates = [row.mock for row in report.rows if row.metric.startswith(vox.name) and row.unit == "req/s"]
+    floors = [row.floor for row in report.rows if row.metric.startswith(vox.name) and row.unit == "req/s"]
     try:
-        mock_soak = soak(mock, vox_fresh, plan, rate=report.rows[0].mock)
+        mock_soak = soak(mock, vox_fresh, plan, rate=rates[0] if rates else 2000)
     finally:
         mock.stop()
     floor = start_floor(vox, log_dir, "floor-soak")
     try:
-        floor_soak = soak(floor, vox, plan, rate=report.rows[0].floor or 1000)
+        floor_soak = soak(floor, vox, plan, rate=(floors[0] if floors else None) or 1000)
     finally:
         floor.stop()
     (_, m_idle), (m_base_n, m_base), *_, (m_n, m_end) = mock_soak["series"]
     (_, f_idle), (_, f_base), *_, (f_n, f_end) = floor_soak["series"]
     report.add("resident memory, idle (after setup)", mib(m_idle), mib(f_idle), "MiB")
-    report.add(f"resident memory after {m_base_n:,} VOX calls", mib(m_base), mib(f_base), "MiB")
+    call = "VOX" if which == "vox" else "vocal-removal"
+    report.add(f"resident memory after {m_base_n:,} {call} calls", mib(m_base), mib(f_base), "MiB")
     growth = m_end / m_base - 1
-    report.add(f"resident memory after {m_n:,} VOX calls (floor: {f_n:,})", mib(m_end), mib(f_end), "MiB",
+    report.add(f"resident memory after {m_n:,} {call} calls (floor: {f_n:,})", mib(m_end), mib(f_end), "MiB",
                f"within 20% of the {plan.soak_base:,}-call value ({growth:+.1%})", abs(growth) <= 0.2)
     if m_n < plan.soak_requests:
         report.notes.append(f"The soak was cut at its time cap: {m_n:,} of {plan.soak_requests:,} calls sent.")
@@ -212,7 +221,7 @@ def memory_rows(report: Report, plan: Plan, config: Path, log_dir: Path, rows: l
         return ", ".join(f"{n:,}: {mib(k):.1f}" for n, k in soaked["series"]) + \
             f" ({soaked['sent'] / soaked['seconds']:,.0f} calls/s, wrk's idle tail after each count included)"
 
-    report.notes.append(f"RSS during the VOX soak (calls: MiB): stemmock {series(mock_soak)}; "
+    report.notes.append(f"RSS during the {call} soak (calls: MiB): stemmock {series(mock_soak)}; "
                         f"floor {series(floor_soak)}.")
 
 
@@ -257,8 +266,22 @@ def asgi_rows(report: Report, plan: Plan) -> None:
                f["per_second"], "req/s")
 
 
-def run_phases(report: Report, plan: Plan, log_dir: Path) -> None:
+def run_phases(report: Report, plan: Plan, log_dir: Path, only: str | None = None) -> None:
     config = cases.write_config(log_dir)
+    if only == "shared":
+        with CpuWatch() as whole:
+            print("shared store (Redis, 2 workers) ...", flush=True)
+            shared_rows(report, plan.load_seconds, plan.warmup_seconds, config, log_dir)
+        report.foreign_cores = whole.foreign_cores
+        return
+    if only == "soak":
+        with CpuWatch() as whole:
+            print("memory soak ...", flush=True)
+            mock, fresh = started_mock(config, log_dir, "stemmock-cases")  # the requests, and the floor's answers
+            mock.stop()
+            memory_rows(report, plan, config, log_dir, fresh)
+        report.foreign_cores = whole.foreign_cores
+        return
     with CpuWatch() as whole:
         print(f"[{plan.mode}] load rows ...", flush=True)
         rows = load_rows(report, plan, config, log_dir)
@@ -279,14 +302,20 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m benchmarks", description=__doc__.splitlines()[0])
     parser.add_argument("--quick", action="store_true", help="short run: 2 s per load row, 200,000-call soak")
     parser.add_argument("--out", type=Path, default=HERE / "results.md", help="where the Markdown goes")
+    parser.add_argument("--only", choices=["shared", "soak"],
+                        help="run one phase: shared (the Redis rows) or soak (the memory soak)")
+    parser.add_argument("--soak-calls", type=int, default=None,
+                        help="calls of the memory soak (default 1,000,000; --quick 200,000)")
     args = parser.parse_args(argv)
     plan = QUICK if args.quick else FULL
+    if args.soak_calls:
+        plan = dataclasses.replace(plan, soak_requests=max(args.soak_calls, plan.soak_base + 4))
     began = time.perf_counter()
     log_dir = Path(tempfile.mkdtemp(prefix="stemmock-bench-"))  # server logs; removed after a clean run
     try:
         report = Report(plan.mode, versions=versions(ensure_wrk()))
         ensure_python_stack()
-        run_phases(report, plan, log_dir)
+        run_phases(report, plan, log_dir, args.only)
     except BenchError as exc:
         print(f"benchmarks: {exc} (server logs in {log_dir})", file=sys.stderr)
         return 1

@@ -190,6 +190,28 @@ def process_cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _TICK  # utime + stime
 
 
+def descendants(pid: int) -> list[int]:
+    """`pid` and every process below it (a server's workers), from /proc."""
+    parents: dict[int, list[int]] = {}
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                ppid = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            except (OSError, IndexError, ValueError):
+                continue
+            parents.setdefault(ppid, []).append(int(entry.name))
+    found, todo = [], [pid]
+    while todo:
+        found.append(current := todo.pop())
+        todo += parents.get(current, [])
+    return found
+
+
+def tree_cpu_seconds(pid: int) -> float:
+    """CPU seconds (user + system) of `pid` and the processes below it, alive now."""
+    return sum(process_cpu_seconds(p) for p in descendants(pid))
+
+
 def own_cpu_seconds() -> float:
     """This process and its waited-for children (wrk runs, stopped servers, child benchmarks)."""
     import resource

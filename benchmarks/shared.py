@@ -7,6 +7,7 @@ same CPU budget. On a machine with more cores than this one, the workers would e
 
 from __future__ import annotations
 
+import dataclasses
 import time
 from pathlib import Path
 
@@ -14,7 +15,8 @@ import redis
 
 from . import cases, load
 from .cases import AUTH, READY_PATH, Case
-from .procs import SERVER_CORE, BenchError, Server, ensure_tool, free_port, stemmock_command
+from .procs import SERVER_CORE, BenchError, CpuWatch, Server, ensure_tool, free_port, stemmock_command, \
+    tree_cpu_seconds
 from .report import Report
 
 CONNECTIONS = (16, 64)
@@ -49,19 +51,36 @@ def start_shared_mock(config: Path, log_dir: Path, store: str) -> Server:
     return server
 
 
-def vox_runs(server: Server, case: Case, seconds: float, warmup: float) -> dict[int, tuple[load.Run, float]]:
-    """VOX at each connection count after a warm-up: the run and the successes its credits say were charged."""
+@dataclasses.dataclass
+class Measured:
+    run: load.Run
+    charged: float  # successes the credits say were charged
+    worker_us: float  # CPU per answered call of the mock's processes (all workers), µs
+    redis_us: float  # CPU per answered call of redis-server, µs (0 without one)
+    foreign_cores: float  # other load on the machine meanwhile
+
+
+def vox_runs(server: Server, case: Case, seconds: float, warmup: float,
+             redis_pid: int | None = None) -> dict[int, Measured]:
+    """VOX at each connection count after a warm-up: the run, the calls charged and the CPU per call (/proc)."""
     runs = {}
     load.wrk(server.url + case.path, case.body, CONNECTIONS[0], warmup)
     for conns in CONNECTIONS:
         before = cases.balance(server.url, "musicapi")
-        run = load.wrk(server.url + case.path, case.body, conns, seconds)
-        runs[conns] = (run, before - cases.balance(server.url, "musicapi"))
+        pids = [server.proc.pid, *([redis_pid] if redis_pid else [])]
+        cpu, rcpu = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(redis_pid) if redis_pid else 0.0
+        with CpuWatch(*pids) as watch:
+            run = load.wrk(server.url + case.path, case.body, conns, seconds)
+        cpu, rcpu = tree_cpu_seconds(server.proc.pid) - cpu, (tree_cpu_seconds(redis_pid) - rcpu if redis_pid else 0.0)
+        calls = max(run.requests, 1)
+        runs[conns] = Measured(run, before - cases.balance(server.url, "musicapi"), cpu / calls * 1e6,
+                               rcpu / calls * 1e6, watch.foreign_cores)
     return runs
 
 
 def shared_rows(report: Report, seconds: float, warmup: float, config: Path, log_dir: Path) -> None:
-    """VOX throughput and latency: 2 workers on Redis (stemmock column) vs 1 worker in memory (floor column)."""
+    """VOX throughput, latency and CPU per call: 2 workers on Redis (stemmock column) vs 1 worker in memory
+    (floor column)."""
     redis_server, store = start_redis(ensure_tool("redis-server", "redis-server"), log_dir)
     problems: list[str] = []
     try:
@@ -72,16 +91,27 @@ def shared_rows(report: Report, seconds: float, warmup: float, config: Path, log
         memory.stop()
         shared = start_shared_mock(config, log_dir, store)
         vox = cases.prepare(shared.url)[0]
-        on_redis = vox_runs(shared, vox, seconds, warmup)
+        on_redis = vox_runs(shared, vox, seconds, warmup, redis_server.proc.pid)
         shared.stop()
     finally:
         redis_server.stop()
+    loads = []
     for conns in CONNECTIONS:
-        (run, charged), (base, _charged) = on_redis[conns], in_memory[conns]
+        red, mem = on_redis[conns], in_memory[conns]
         label = f"VOX, {conns} conn: {WORKERS} workers on Redis (floor column: 1 worker in memory)"
-        report.add(f"{label}: throughput", run.rps, base.rps, "req/s")
-        report.add(f"{label}: p99 latency", run.p99_ms, base.p99_ms, "ms")
-        problems += load.check(run, vox, f"Redis VOX c{conns}", charged, conns)
+        ratio = red.run.rps / mem.run.rps if mem.run.rps else 0.0
+        report.add(f"{label}: throughput", red.run.rps, mem.run.rps, "req/s", f"at least 0.6x memory ({ratio:.2f}x)",
+                   ratio >= 0.6)
+        report.add(f"{label}: p99 latency", red.run.p99_ms, mem.run.p99_ms, "ms",
+                   "under 10 ms" if conns == 16 else "", red.run.p99_ms < 10 if conns == 16 else None)
+        total = red.worker_us + red.redis_us
+        cpu_ratio = total / mem.worker_us if mem.worker_us else 0.0
+        report.add(f"{label}: CPU per call, workers + redis-server (workers {red.worker_us:.0f}, redis-server "
+                   f"{red.redis_us:.0f})", round(total, 1), round(mem.worker_us, 1), "µs",
+                   f"at most 1.5x memory ({cpu_ratio:.2f}x)", cpu_ratio <= 1.5)
+        problems += load.check(red.run, vox, f"Redis VOX c{conns}", red.charged, conns)
+        loads.append(f"c{conns}: {mem.foreign_cores:.2f} cores (memory run), {red.foreign_cores:.2f} (Redis run)")
+    report.notes.append("Other load on the machine during the shared-store runs: " + "; ".join(loads) + ".")
     report.notes.append(
         f"Shared store: both servers pinned to core {SERVER_CORE} (the Redis row's {WORKERS} workers and its "
         "redis-server share it), wrk on the load core; every VOX answer on Redis was charged exactly once "

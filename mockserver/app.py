@@ -41,7 +41,7 @@ from .responses import JsonResponse, encode, error_body, json_response, render
 from .router import Router
 from .scenarios import Outcome, decide, rate_limited, rejection
 from .spec import PROVIDER_SPECS, Operation, Spec, SpecError, add_examples, load, spec_path
-from .store import CountedRandom, Record, Store, codec, open_store
+from .store import CountedRandom, Record, StaleIds, Store, codec, open_store
 from .validation import Violation, iter_violations
 from .wire import RAW_SEND, WireFaultResponse
 
@@ -152,7 +152,8 @@ class Mock:
                                      op.provider.content_type, self.config.hang_seconds)
         return JsonResponse(status, raw, headers, op.provider.content_type)
 
-    def _answer(self, op: Operation, req: MockRequest) -> tuple[int, bytes, dict[str, str], Outcome]:
+    def _answer(self, op: Operation, req: MockRequest, again: bool = False) -> tuple[int, bytes, dict[str, str],
+                                                                                   Outcome]:
         """(status, encoded body, headers, outcome) of one call, journaled."""
         try:
             action = self.actions.get(op.action) if op.action else None
@@ -163,18 +164,39 @@ class Mock:
             outcome = effect.outcome
             status, body, headers = render(op, outcome, effect.answer)                  # 6 render
             raw = body if isinstance(body, bytes) else encode(body)
+            # 8 journal, in the commit's own step when the call has something to store (one round trip on a
+            # shared store). The journal keeps the call's parts in one tuple and builds the record when it is
+            # read. A record built now (or a closure over the parts) would leave a score of objects per call for
+            # the garbage collector to walk again and again until the journal drops them: pauses of several ms
+            # under load. Every part is encoded now, so that reading it back never fails.
+            exchange = self._exchange(op, req, violations, outcome, status, headers, raw)
+            if effect.pending is not None and not self.effects.commit(effect.pending, exchange):
+                # The balance changed between decide and commit (another worker spent it): refused, nothing kept.
+                effect = self.effects.spent(op)
+                outcome = effect.outcome
+                status, body, headers = render(op, outcome, None)
+                raw = body if isinstance(body, bytes) else encode(body)
+                self.store.record(self._exchange(op, req, violations, outcome, status, headers, raw))
+            elif effect.pending is None:
+                self.store.record(exchange)
             if effect.jobs:                                                             # 7 schedule
                 self.scheduler.wake()
+        except StaleIds as exc:
+            # Another worker reset the store while this call ran: nothing was stored, and the call is made again
+            # as one arriving after the reset (with ids from a block of the new generation).
+            if again:
+                return self._failed(op, req, exc)
+            return self._answer(op, req, again=True)
         except Exception as exc:  # never a bare 500: the provider's own server error, and the cause journaled
             return self._failed(op, req, exc)  # nothing the call made was committed: nothing to roll back
-        # 8 journal. The journal keeps the call's parts in one tuple and builds the record when it is read. A
-        # record built now (or a closure over the parts) would leave a score of objects per call for the garbage
-        # collector to walk again and again until the journal drops them: pauses of several ms under load. Every
-        # part is encoded now, so that reading it back never fails.
-        self.store.record(Exchange((self.clock.now(), op, req.method, req.path, req.api_key, req.query,
-                                    journal_body(req), tuple(violations), outcome, status, headers,
-                                    codec.exact_size(raw), journal_headers(req))))
         return status, raw, headers, outcome
+
+    def _exchange(self, op: Operation, req: MockRequest, violations: list[Violation], outcome: Outcome,
+                  status: int, headers: dict[str, str], raw: bytes) -> Exchange:
+        """The journal's entry for one call, as the parts it is built from when read."""
+        return Exchange((self.clock.now(), op, req.method, req.path, req.api_key, req.query, journal_body(req),
+                         tuple(violations), outcome, status, headers, codec.exact_size(raw),
+                         journal_headers(req)))
 
     def _decide(self, op: Operation, req: MockRequest, violations: list[Violation], view: CallView) -> Outcome:
         """Step 4: the outcome, its fault's turn and its rate-window place taken in the store."""

@@ -178,11 +178,15 @@ def _check_store(config: MockConfig, app: MockApp | None) -> None:
     """
     if config.store == "memory":
         return
+    store: Any  # a RedisStore, which alone can be pinged
+    if app is None:
+        from .store import open_store
+
+        store = open_store(config)  # a missing Redis client stops here, saying what to install
+    else:
+        store = app.state.mock.store
     import redis
 
-    from .store.redis import RedisStore
-
-    store = app.state.mock.store if app is not None else RedisStore(config.store)
     try:
         store.ping()
     except redis.RedisError as exc:

@@ -69,6 +69,13 @@ class Clock:
         finally:
             _PINNED.reset(token)
 
+    def pin(self, instant: float | None) -> None:
+        """Inside `pinned()`, take `instant` (a shared manual clock read with other state) as the call's instant,
+        unless one was read already: the clock then costs no round trip of its own."""
+        pinned = _PINNED.get()
+        if instant is not None and self.mode == "manual" and self._store is not None and pinned == []:
+            pinned.append(instant)
+
     def now_ms(self) -> int:
         return int(self.now() * 1000)
 

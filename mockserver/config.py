@@ -113,6 +113,16 @@ class Limits:
 
 
 @dataclass(frozen=True)
+class Retention:
+    """How long the mock keeps what calls made, and how much of it (see README, "Retention")."""
+
+    # Tasks and clips, on the mock's clock: api.box keeps a task's files 14 days (provider-facts §2.8); MusicAPI
+    # documents none (§1.10), so the same 14 days, after which a task answers as an unknown one.
+    tasks: float = 14 * 24 * 3600.0
+    max_tasks: int = 100_000  # per kind of record (clips, tasks, ...): the oldest go first beyond it
+
+
+@dataclass(frozen=True)
 class MockConfig:
     """Everything the mock can be told. Every field maps 1:1 onto a `stemmock serve` flag or a YAML key."""
 
@@ -140,6 +150,7 @@ class MockConfig:
     admin_token: str | None = None  # when set, /__mock/* requires `Authorization: Bearer <admin_token>`
     limits: Limits = field(default_factory=Limits)
     examples: str | None = None  # an overlay of named examples (`stemmock examples import`) added to the specs
+    retention: Retention = field(default_factory=Retention)
     access_log: bool = False  # one log line per provider call (off by default: it costs time on every call)
 
     def replace(self, **changes: Any) -> MockConfig:
@@ -319,6 +330,9 @@ def check_config(config: MockConfig) -> MockConfig:
         value = getattr(config.limits, name)
         if value <= 0:
             raise ConfigError(f"limits.{name} is {value}; expected a number above 0.")
+    if config.retention.tasks <= 0 or config.retention.max_tasks < 1:
+        raise ConfigError(f"retention is {config.retention.tasks} s / {config.retention.max_tasks} tasks; expected "
+                          "seconds above 0 and max_tasks of at least 1.")
     for i, rule in enumerate(config.faults):
         if not 0 <= rule.rate <= 1:
             raise ConfigError(f"faults[{i}].rate is {rule.rate}; expected a number from 0 to 1.")

@@ -52,13 +52,27 @@ class CallStore:
 
 
 @dataclass(slots=True)
+class Commit:
+    """What a call still has to store, charged in one step with its journal entry (`Effects.commit`)."""
+
+    provider: str
+    api_key: str
+    cost: float
+    records: list[tuple[str, str, Record]]
+    jobs: list[tuple[float, Record]]
+    generation: int | None = None  # of the block the call's ids came from (a shared store's ids)
+
+
+@dataclass(slots=True)
 class Effect:
     """What applying an outcome did: the outcome as it stands now, the answer it made (None: the outcome's own
-    error answer is rendered), and whether it queued callback jobs."""
+    error answer is rendered), whether it queued callback jobs, and what it still has to commit (None: nothing,
+    or committed already)."""
 
     outcome: Outcome
     answer: tuple[int, Any, dict[str, str]] | None = None
     jobs: bool = False
+    pending: Commit | None = None
 
 
 class Effects:
@@ -78,20 +92,22 @@ class Effects:
         if outcome.kind != "success":
             return Effect(outcome)
         if action is None:
-            if outcome.cost and self.store.commit(op.provider.name, ctx.api_key, outcome.cost, [], []) is None:
-                return self._spent(op)
             status, body = first_example(op)
-            return Effect(outcome, (status, body, {}))
+            pending = Commit(op.provider.name, ctx.api_key, outcome.cost, [], []) if outcome.cost else None
+            return Effect(outcome, (status, body, {}), pending=pending)
         ctx.scenario, ctx.task_outcome = outcome.scenario, outcome.task_outcome
-        made = self._run_and_commit(action, ctx, outcome.cost)
-        if made is None:
-            return self._spent(op)  # nothing of the call was stored
-        reply, raw, jobs = made
-        return Effect(outcome, (reply.status, raw, dict(reply.headers)), jobs)
+        reply, raw, pending = self._run(action, ctx, outcome.cost)
+        return Effect(outcome, (reply.status, raw, dict(reply.headers)), bool(pending and pending.jobs), pending)
 
-    def _run_and_commit(self, action: Action, ctx: Context, cost: float) -> tuple[Any, bytes, bool] | None:
-        """(reply, encoded body, jobs queued) of the action, its writes, jobs and charge stored in one step;
-        None: not stored."""
+    def commit(self, pending: Commit, journal: Any) -> bool:
+        """Store what the call made, its charge and its journal entry in one step; False: the balance was spent
+        by a concurrent call, and nothing was stored or journaled."""
+        return self.store.commit(pending.provider, pending.api_key, pending.cost, pending.records, pending.jobs,
+                                 journal, pending.generation) is not None
+
+    def _run(self, action: Action, ctx: Context, cost: float) -> tuple[Any, bytes, Commit | None]:
+        """(reply, encoded body, what to commit: None when the call wrote, queued and cost nothing) of the action,
+        which runs against a store that holds its writes."""
         real = ctx.store
         held = CallStore(self.store)
         ctx.store = cast(Store, held)
@@ -102,13 +118,13 @@ class Effects:
         finally:
             self.scheduler.release()
             ctx.store = real
-        if (held.writes or jobs or cost) and self.store.commit(
-                ctx.op.provider.name, ctx.api_key, cost, held.records() if held.writes else [], jobs) is None:
-            return None
-        return reply, raw, bool(jobs)
+        if not (held.writes or jobs or cost):
+            return reply, raw, None
+        return reply, raw, Commit(ctx.op.provider.name, ctx.api_key, cost, held.records() if held.writes else [],
+                                  jobs, getattr(ctx.rng, "generation", None))
 
     @staticmethod
-    def _spent(op: Operation) -> Effect:
+    def spent(op: Operation) -> Effect:
         """The balance changed between decide and charge (another worker spent it): refuse, charge nothing."""
         return Effect(error(op, "credits", 403, "credits: spent by a concurrent call"))
 
@@ -128,11 +144,11 @@ class Effects:
         key = cost_key(op, ctx.req)
         cost = float(self.costs[op.provider.name].get(key, 0)) if key else 0.0
         ctx.example = body
-        made = self._run_and_commit(action, ctx, cost)
-        if made is None:
+        reply, _raw, pending = self._run(action, ctx, cost)
+        if pending is not None and not self.commit(pending, None):  # answered as written, journaled apart
             return None
         outcome.cost = cost
-        return Effect(outcome, (status, adopt_ids(body, made[0].body), {}), made[2])
+        return Effect(outcome, (status, adopt_ids(body, reply.body), {}), bool(pending and pending.jobs))
 
 
 def first_example(op: Operation) -> tuple[int, Any]:

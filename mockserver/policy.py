@@ -109,7 +109,15 @@ class CallView:
         trip on a shared store) and answered from that read until `forget_reads`.
         """
         if not self._step_taken:
-            self._state = self.store.call_state(self.op.provider.name, self.ctx.api_key)
+            reads = [r for r in self.action.reads(self.ctx) if r not in self.ctx.reads] \
+                if self.action and self.store.shared else []  # memory reads cost nothing: read when used
+            self._state = self.store.call_state(self.op.provider.name, self.ctx.api_key, reads)
+            self.clock.pin(self._state.clock)
+            observe = getattr(self.ctx.rng, "observe", None)  # ids drawn on a shared store: a stale block goes
+            if observe is not None:
+                observe(self._state.generation)
+            for read, record in (self._state.records or {}).items():
+                self.ctx.reads.setdefault(read, record)
             self._step, self._step_taken = self._state.script_step, True
         return self._step
 

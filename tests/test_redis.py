@@ -365,15 +365,20 @@ def test_serve_refuses_many_workers_on_memory_and_an_unreachable_store(tmp_path:
     assert bad.returncode == 2 and "expected 'memory' or a Redis URL" in bad.stderr
 
 
-@pytest.mark.parametrize(("provider", "trips_expected"), [("musicapi", 6), ("apibox", 6)])
-def test_a_work_call_on_redis_reads_each_thing_once(redis_url: str, monkeypatch: pytest.MonkeyPatch,
-                                                    provider: str, trips_expected: int) -> None:
-    """Deciding a call reads the script step, maintenance, faults and balance in one trip, and the resource the
-    call works on is read once. VOX makes six trips (the clock, that read, the clip, the charge, the id counter,
-    the journal); a vocal separation six too (its task and its callback's job are stored in the charge's own
-    step). Each charges once."""
+CALLS = {  # call -> (provider, credits it costs)
+    "vox": ("musicapi", 1), "upload": ("musicapi", 2), "generate": ("apibox", 10),
+    "vocal-separation": ("apibox", 10), "record-info": ("apibox", 0)}
+
+
+@pytest.mark.parametrize("call", list(CALLS))
+def test_a_provider_call_on_redis_makes_two_round_trips(redis_url: str, monkeypatch: pytest.MonkeyPatch,
+                                                        call: str) -> None:
+    """A provider call makes two round trips: one reads what deciding it needs (the script step, maintenance,
+    faults, balance, the manual clock's instant and the resource the call names), one charges, stores what it
+    made and its callback jobs and journals it. Ids come from a block reserved beforehand. Each charges once."""
     from mockserver import MockConfig, create_app
 
+    provider, cost = CALLS[call]
     trips: list[str] = []
     command = redis.Redis.execute_command
     execute = redis.client.Pipeline.execute
@@ -386,44 +391,51 @@ def test_a_work_call_on_redis_reads_each_thing_once(redis_url: str, monkeypatch:
         trips.append("pipeline")
         return execute(self, *args, **options)
 
-    async def work() -> tuple[int, float]:
+    async def work() -> tuple[int, float, int]:
         app = create_app(MockConfig(store=redis_url, clock="manual", rate_limits={"apibox": {"work": None}}))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mock",
                                      headers=AUTH) as c:
+            await c.post("/__mock/reset")
             if provider == "musicapi":
                 clip = (await c.post("/api/v1/sonic/upload", json={"url": "https://example.com/a.mp3"})).json()[
                     "clip_id"]
-                path, body = "/api/v1/sonic/vox", {"clip_id": clip, "vocal_start_s": 0, "vocal_end_s": 5}
+                calls = {"vox": ("POST", "/api/v1/sonic/vox", {"clip_id": clip, "vocal_start_s": 0,
+                                                               "vocal_end_s": 5}),
+                         "upload": ("POST", "/api/v1/sonic/upload", {"url": "https://example.com/b.mp3"})}
                 credits = "/api/v1/get-credits"
             else:
-                gen = (await c.post("/api/v1/generate", json={
-                    "customMode": False, "instrumental": True, "model": "V4_5", "prompt": "night drive",
-                    "callBackUrl": "http://127.0.0.1:9/gen"})).json()["data"]["taskId"]
+                generate = {"customMode": False, "instrumental": True, "model": "V4_5", "prompt": "night drive",
+                            "callBackUrl": "http://127.0.0.1:9/gen"}
+                gen = (await c.post("/api/v1/generate", json=generate)).json()["data"]["taskId"]
                 await c.post("/__mock/clock/advance", json={"seconds": 60})
                 info = (await c.get("/api/v1/generate/record-info", params={"taskId": gen})).json()["data"]
-                path, body = "/api/v1/vocal-removal/generate", {
+                calls = {"vocal-separation": ("POST", "/api/v1/vocal-removal/generate", {
                     "taskId": gen, "audioId": info["response"]["sunoData"][0]["id"], "type": "separate_vocal",
-                    "callBackUrl": "http://127.0.0.1:9/sep"}
+                    "callBackUrl": "http://127.0.0.1:9/sep"}),
+                    "generate": ("POST", "/api/v1/generate", generate),
+                    "record-info": ("GET", f"/api/v1/generate/record-info?taskId={gen}", None)}
                 credits = "/api/v1/generate/credit"
             await c.post("/__mock/clock/advance", json={"seconds": 60})
-            await c.post(path, json=body)  # the scripts are loaded into Redis on first use
+            method, path, body = calls[call]
+            await c.request(method, path, json=body)  # the scripts are loaded into Redis on first use
 
             async def balance() -> float:
                 answer = (await c.get(credits)).json()
                 return float(answer["credits"] if provider == "musicapi" else answer["data"])
 
-            before = await balance()
+            before, journaled = await balance(), (await c.get("/__mock/journal")).json()["exchanges"][-1]["seq"]
             monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
             monkeypatch.setattr(redis.client.Pipeline, "execute", counted_execute)
-            status = (await c.post(path, json=body)).status_code
+            status = (await c.request(method, path, json=body)).status_code
             monkeypatch.undo()
             after = await balance()
+            entries = (await c.get("/__mock/journal")).json()["exchanges"]
         app.state.mock.store.close()
-        return status, before - after
+        return status, before - after, entries[-1]["seq"] - journaled
 
-    assert asyncio.run(work()) == (200, 1 if provider == "musicapi" else 10)
-    assert len([t for t in trips if t.startswith("HGETALL stemmock:res:")]) == 1, trips
-    assert len(trips) == trips_expected, trips
+    assert asyncio.run(work()) == (200, cost, 2)  # the call and the balance read after it are journaled
+    assert len(trips) == 2, trips
+    assert trips[0].startswith("EVALSHA") and trips[1].startswith("EVALSHA"), trips
 
 
 class HoldingReceiver:
@@ -519,3 +531,43 @@ def _quietly(call: Any, *args: Any) -> None:
         call(*args)
     except httpx.HTTPError:
         pass  # the server was killed under it
+
+
+@pytest.mark.parametrize("workers", ["1", "2"])
+def test_serve_on_redis_without_the_client_says_what_to_install(workers: str) -> None:
+    """Exits 2 naming the extra to install when the Redis client cannot be imported (a plain install)."""
+    url = f"redis://127.0.0.1:{free_port()}/0"
+    hide = ("import sys; sys.modules['redis'] = None; sys.argv = ['stemmock', 'serve', '--port', '0', "
+            f"'--store', {url!r}, '--workers', {workers!r}]; from mockserver.cli import main; main()")
+    done = subprocess.run([sys.executable, "-c", hide], check=False, capture_output=True, text=True, timeout=60)
+    assert done.returncode == 2, done.stderr
+    assert "pip install 'stemmock[redis]'" in done.stderr and url in done.stderr, done.stderr
+    assert "Traceback" not in done.stderr
+
+
+def test_a_reset_by_one_worker_never_lets_another_repeat_an_id(redis_url: str) -> None:
+    """A block of ids reserved before another worker's reset is dropped when a call reads the new generation,
+    and a commit of ids from it stores nothing; the resetting worker's ids restart from the seed."""
+    from mockserver.store import CountedRandom, StaleIds
+
+    a, b = RedisStore(redis_url), RedisStore(redis_url)
+    try:
+        a.reset()
+        first = CountedRandom(a, 7)
+        fresh = [first.getrandbits(64) for _ in range(3)]
+        a.reset()
+        ids_a, ids_b = CountedRandom(a, 7), CountedRandom(b, 7)
+        assert [ids_a.getrandbits(64) for _ in range(3)] == fresh  # ids restart from the seed after a reset
+        ids_b.getrandbits(64)  # b holds numbers 1001..2000 of this generation
+        a.reset()
+        with pytest.raises(StaleIds):
+            b.commit("musicapi", "k", 0, [("clip", "x", {"id": "x"})], [], {"operation": "o"}, ids_b.generation)
+        assert b.get("clip", "x") is None and b.journal() == []
+        ids_b.observe(b.call_state("musicapi", "k").generation)  # the next call reads the new generation
+        again_a = CountedRandom(a, 7)
+        after_a = [again_a.getrandbits(64) for _ in range(2 * CountedRandom.BLOCK)]
+        after_b = [ids_b.getrandbits(64) for _ in range(CountedRandom.BLOCK)]
+        assert len(set(after_a) | set(after_b)) == 3 * CountedRandom.BLOCK
+    finally:
+        a.close()
+        b.close()

@@ -16,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 from ..files import audio, covers
 from ..scenarios import Refusal
 from .common import duration_for, failed
-from .registry import CALLBACKS, Callbacks, Context, Reply, action, job
+from .registry import CALLBACKS, Callbacks, Context, Reply, action, job, reads_field
 
 if TYPE_CHECKING:
     from ..callbacks import Deliveries
@@ -168,7 +168,7 @@ def _as_example(ctx: Context, task: dict[str, Any], field: str, table: dict[str,
     return {**task, **changes}
 
 
-@action("apibox.generate_record_info")
+@action("apibox.generate_record_info", reads=reads_field("apibox_task", "query", "taskId"))
 def generate_record_info(ctx: Context) -> Reply:
     task = ctx.owned("apibox_task", ctx.req.query.get("taskId"))
     if task is None or task.get("kind") != "generate":
@@ -220,7 +220,7 @@ def separation_status(task: dict[str, Any], now: float) -> str:
     return "CALLBACK_EXCEPTION" if task.get("callback_exception") else "SUCCESS"
 
 
-@action("apibox.vocal_removal", precheck=_known_pair)
+@action("apibox.vocal_removal", precheck=_known_pair, reads=reads_field("apibox_task", "json", "taskId"))
 def vocal_removal(ctx: Context) -> Reply:
     body = ctx.req.json
     if "taskId" in body or "audioId" in body:
@@ -245,7 +245,7 @@ def vocal_removal(ctx: Context) -> Reply:
     return Reply({**SUCCESS, "data": {"taskId": task_id}})
 
 
-@action("apibox.vocal_removal_record_info")
+@action("apibox.vocal_removal_record_info", reads=reads_field("apibox_task", "query", "taskId"))
 def vocal_removal_record_info(ctx: Context) -> Reply:
     task = ctx.owned("apibox_task", ctx.req.query.get("taskId"))
     if task is None or task.get("kind") != "vocal_removal":

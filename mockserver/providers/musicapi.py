@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from ..files import audio, covers
 from ..scenarios import Refusal
 from .common import duration_for, failed
-from .registry import CALLBACKS, Callbacks, Context, Reply, action, job
+from .registry import CALLBACKS, Callbacks, Context, Reply, action, job, reads_field
 
 if TYPE_CHECKING:
     from ..callbacks import Deliveries
@@ -169,12 +169,12 @@ def _stems(ctx: Context, kind: str) -> Reply:
     return Reply({"message": "success", "task_id": task["id"]})
 
 
-@action("musicapi.stems_basic", precheck=_ready_clip)
+@action("musicapi.stems_basic", precheck=_ready_clip, reads=reads_field("clip", "json", "clip_id"))
 def stems_basic(ctx: Context) -> Reply:
     return _stems(ctx, "basic")
 
 
-@action("musicapi.stems_full", precheck=_ready_clip)
+@action("musicapi.stems_full", precheck=_ready_clip, reads=reads_field("clip", "json", "clip_id"))
 def stems_full(ctx: Context) -> Reply:
     return _stems(ctx, "full")
 
@@ -185,7 +185,7 @@ def _known_task(ctx: Context) -> Refusal | None:
     return None
 
 
-@action("musicapi.task", precheck=_known_task)
+@action("musicapi.task", precheck=_known_task, reads=reads_field("task", "path", "task_id"))
 def get_task(ctx: Context) -> Reply:
     task = ctx.owned("task", ctx.req.path_params["task_id"])
     assert task is not None  # the precheck found it (and read it: this is that read)
@@ -208,7 +208,7 @@ def _vox_precheck(ctx: Context) -> Refusal | None:
     return None
 
 
-@action("musicapi.vox", precheck=_vox_precheck)
+@action("musicapi.vox", precheck=_vox_precheck, reads=reads_field("clip", "json", "clip_id"))
 def vox(ctx: Context) -> Reply:
     body = ctx.req.json
     clip = ctx.owned("clip", body["clip_id"])

@@ -69,7 +69,12 @@ class Context:
         if key not in self.reads:  # a call reads a resource once, however many of its steps look at it
             self.reads[key] = self.store.get(kind, rid)
         record = self.reads[key]
-        return record if record is not None and record.get("api_key") == self.api_key else None
+        if record is None or record.get("api_key") != self.api_key:
+            return None
+        made = record.get("created_at")
+        if isinstance(made, (int, float)) and self.clock.now() - made > self.config.retention.tasks:
+            return None  # past the retention: answered as the provider answers an unknown one
+        return record
 
 
 @dataclass(slots=True)
@@ -81,24 +86,45 @@ class Reply:
     headers: dict[str, str] = field(default_factory=dict)
 
 
+Reads = Callable[["Context"], list[tuple[str, str]]]
+
+
+def _no_reads(ctx: Context) -> list[tuple[str, str]]:
+    return []
+
+
 @dataclass(frozen=True, slots=True)
 class Action:
     run: Callable[[Context], Reply]
     precheck: Callable[[Context], Refusal | None] = lambda ctx: None
+    #: The resources (kind, id) the call names in its request and reads: read with the call's state, in the
+    #: same round trip on a shared store, and kept in `Context.reads`.
+    reads: Reads = _no_reads
 
 
 ACTIONS: dict[str, Action] = {}
 
 
-def action(name: str, precheck: Callable[[Context], Refusal | None] | None = None) -> Callable[
-        [Callable[[Context], Reply]], Callable[[Context], Reply]]:
+def action(name: str, precheck: Callable[[Context], Refusal | None] | None = None,
+           reads: Reads | None = None) -> Callable[[Callable[[Context], Reply]], Callable[[Context], Reply]]:
     """Register `run` as the behaviour named `name` (as written in a spec's `x-mock.action`)."""
 
     def register(run: Callable[[Context], Reply]) -> Callable[[Context], Reply]:
-        ACTIONS[name] = Action(run, precheck) if precheck else Action(run)
+        ACTIONS[name] = Action(run, precheck or (lambda ctx: None), reads or _no_reads)
         return run
 
     return register
+
+
+def reads_field(kind: str, where: str, name: str) -> Reads:
+    """The resource of `kind` whose id the request carries in its `where` ('json', 'query' or 'path') `name`."""
+
+    def named(ctx: Context) -> list[tuple[str, str]]:
+        part = ctx.req.json if where == "json" else ctx.req.query if where == "query" else ctx.req.path_params
+        rid = part.get(name) if isinstance(part, dict) else None
+        return [(kind, rid)] if isinstance(rid, str) and rid else []
+
+    return named
 
 
 # A stage job: run on the scheduler when a task reaches a stage; it builds the callback payload and opens it.

@@ -8,13 +8,13 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING
 
-from .base import CallState, CountedRandom, Job, Record, Store
+from .base import CallState, CountedRandom, Job, Record, StaleIds, Store
 from .memory import MemoryStore
 
 if TYPE_CHECKING:
     from ..config import MockConfig
 
-__all__ = ["CallState", "CountedRandom", "Job", "MemoryStore", "Record", "Store", "open_store"]
+__all__ = ["CallState", "CountedRandom", "Job", "MemoryStore", "Record", "StaleIds", "Store", "open_store"]
 
 
 def open_store(config: MockConfig) -> Store:
@@ -22,8 +22,16 @@ def open_store(config: MockConfig) -> Store:
     default = {"credits": config.default_credits, "extra_credits": config.default_extra_credits}
     opening = {k: {"credits": v.credits, "extra_credits": v.extra_credits} for k, v in (config.keys or {}).items()}
     if config.store == "memory":
-        return MemoryStore(default, config.journal_size, opening)
-    from .redis import RedisStore  # only a shared store needs the Redis client
+        return MemoryStore(default, config.journal_size, opening, config.retention.max_tasks)
+    try:
+        from .redis import RedisStore  # only a shared store needs the Redis client
+    except ImportError as exc:
+        if exc.name not in ("redis", "redis.client"):
+            raise
+        from ..config import ConfigError
 
+        raise ConfigError(f"store: {config.store} needs the Redis client, which is not installed; expected it "
+                          "installed with: pip install 'stemmock[redis]'.") from None
     return RedisStore(config.store, default, config.journal_size, opening,
-                      lease=config.callbacks.timeout + config.callbacks.grace + 30)
+                      lease=config.callbacks.timeout + config.callbacks.grace + 30,
+                      max_records=config.retention.max_tasks, ttl=config.retention.tasks)

@@ -28,6 +28,13 @@ class CallState:
     maintenance: dict[str, bool]
     faults: list[Record]
     balance: Record  # the calling key's, on the call's provider
+    clock: float | None = None  # a shared manual clock's instant, read in the same step (None: not read)
+    records: dict[tuple[str, str], Record | None] | None = None  # the resources asked for, read in the same step
+    generation: int = 0  # how many resets the store has seen (a block of ids from an older one is stale)
+
+
+class StaleIds(Exception):
+    """The call drew ids from a block reserved before a reset of the store: nothing was stored."""
 
 
 class Store(ABC):
@@ -67,11 +74,14 @@ class Store(ABC):
 
     @abstractmethod
     def commit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
-               jobs: list[tuple[float, Record]]) -> Record | None:
-        """Charge `cost` and store what the call made (records, jobs), as one step; the new balance.
+               jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None = None,
+               generation: int | None = None) -> Record | None:
+        """Charge `cost`, store what the call made (records, jobs) and journal the call's exchange, as one step;
+        the new balance.
 
-        None, and nothing charged or stored, when the balance is short: a call is charged only if what it
-        made exists, and what it made exists only if it was paid for.
+        None, and nothing charged, stored or journaled, when the balance is short: a call is charged only if what
+        it made exists, and what it made exists only if it was paid for. A shared store raises `StaleIds`, storing
+        nothing, when `generation` (that of the block the call's ids came from) is not the store's own.
         """
 
     # -- rate windows, scripted faults, maintenance ----------------------------------------------------------
@@ -87,6 +97,17 @@ class Store(ABC):
     @abstractmethod
     def next_id(self, name: str) -> int:
         """1, 2, 3, ... per `name`, unique across every worker; restarts after `reset`."""
+
+    def reserve_ids(self, name: str, count: int) -> tuple[int, int]:
+        """(reset generation, first) of `count` ids of `name` (first .. first + count - 1) for this worker alone.
+
+        The generation counts the store's resets: ids drawn from a block of an older generation can never equal
+        ids of a newer one, so a reset by one worker never lets another hand out an id twice.
+        """
+        first = self.next_id(name)
+        for _ in range(count - 1):
+            self.next_id(name)
+        return 0, first
 
     @abstractmethod
     def clock_value(self, name: str, default: float | None = None) -> float | None:
@@ -149,12 +170,14 @@ class Store(ABC):
     @abstractmethod
     def maintenance(self) -> dict[str, bool]: ...
 
-    def call_state(self, provider: str, api_key: str) -> CallState:
-        """Take the next script step and read maintenance, the faults and the key's balance, for one call.
+    def call_state(self, provider: str, api_key: str, reads: list[tuple[str, str]] | None = None) -> CallState:
+        """Take the next script step and read maintenance, the faults, the key's balance and the resources
+        `reads` names (kind, id), for one call.
 
-        Deciding a call reads all four; a store on a server answers them in one round trip.
+        Deciding a call reads all of them; a store on a server answers them in one round trip.
         """
-        return CallState(self.pop_script(), self.maintenance(), self.faults(), self.balance(provider, api_key))
+        return CallState(self.pop_script(), self.maintenance(), self.faults(), self.balance(provider, api_key),
+                         None, {(kind, rid): self.get(kind, rid) for kind, rid in reads or ()})
 
     @abstractmethod
     def set_maintenance(self, provider: str, on: bool) -> None: ...
@@ -189,18 +212,37 @@ class Store(ABC):
 
 
 class CountedRandom(random.Random):
-    """Ids for workers that share a store: bits derived from the seed and the store's `ids` counter.
+    """Ids for workers that share a store: bits derived from the seed and a block of the store's `ids` counter.
 
     Two workers with one seed would otherwise draw the same ids; this way ids stay unique across workers,
-    and a session replayed against a fresh store from the same seed gets the same ids in the same order.
+    and a session replayed against a fresh store from the same seed by one worker gets the same ids in the
+    same order. Each worker reserves `BLOCK` numbers at a time, so an id costs no round trip of its own. A block
+    is tagged with the store's reset generation: a call reads the generation with its state (`observe` drops a
+    stale block before the call draws), and its commit stores nothing when the generation moved on meanwhile, so
+    a block reserved before a reset never repeats an id drawn after it.
     """
+
+    BLOCK = 1000
 
     def __init__(self, store: Store, seed: int) -> None:
         super().__init__(seed)
         self._store = store
         self._seed = seed
+        self._generation, self._next, self._end = 0, 0, 0
+
+    @property
+    def generation(self) -> int:
+        return self._generation
+
+    def observe(self, generation: int) -> None:
+        """The store's generation as a call read it: a block of an older one is dropped."""
+        if generation != self._generation:
+            self._generation, self._next, self._end = generation, 0, 0
 
     def getrandbits(self, k: int) -> int:
-        n = self._store.next_id("ids")
+        if self._next >= self._end:
+            self._generation, self._next = self._store.reserve_ids("ids", self.BLOCK)
+            self._end = self._next + self.BLOCK
+        n, self._next = self._next, self._next + 1
         digest = hashlib.blake2b(f"{self._seed}/{n}".encode(), digest_size=64).digest()
         return int.from_bytes(digest) >> (512 - k) if k <= 512 else super().getrandbits(k)

@@ -17,7 +17,8 @@ class MemoryStore(Store):
     """State in this process's memory: fast, and gone when the process ends."""
 
     def __init__(self, default_balance: Record | None = None, journal_size: int = 1000,
-                 opening: dict[str, Record] | None = None) -> None:
+                 opening: dict[str, Record] | None = None, max_records: int | None = None) -> None:
+        self._max_records = max_records  # per kind: beyond it the oldest records go (None: no bound)
         self._default = dict(default_balance or {"credits": 1000, "extra_credits": 0})
         self._opening = dict(opening or {})  # api_key -> starting balance for configured keys
         self._journal_size = journal_size
@@ -42,7 +43,14 @@ class MemoryStore(Store):
     # fresh copy, only JSON survives the round trip on either store, and a million stored tasks are a
     # million byte strings the garbage collector never has to walk (full collections stay short).
     def put(self, kind: str, rid: str, record: Record) -> None:
-        self._resources.setdefault(kind, {})[rid] = dumps(record)
+        self._store(kind, rid, dumps(record))
+
+    def _store(self, kind: str, rid: str, raw: bytes) -> None:
+        records = self._resources.setdefault(kind, {})
+        records[rid] = raw  # a record stored again keeps its place: the order is the order of creation
+        if self._max_records is not None:
+            while len(records) > self._max_records:
+                del records[next(iter(records))]
 
     def get(self, kind: str, rid: str) -> Record | None:
         raw = self._resources.get(kind, {}).get(rid)
@@ -86,7 +94,8 @@ class MemoryStore(Store):
         return dict(account)
 
     def commit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
-               jobs: list[tuple[float, Record]]) -> Record | None:
+               jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None = None,
+               generation: int | None = None) -> Record | None:
         # One step: nothing here awaits, so no other call runs between the check, the charge and the writes.
         account = self._account(provider, api_key)
         if cost > 0 and account["credits"] + account["extra_credits"] < cost:
@@ -97,9 +106,11 @@ class MemoryStore(Store):
             account["extra_credits"] -= from_extra
             account["credits"] -= cost - from_extra
         for kind, rid, raw in encoded:
-            self._resources.setdefault(kind, {})[rid] = raw
+            self._store(kind, rid, raw)
         for due, job in jobs:
             self.schedule(due, job)
+        if journal is not None:
+            self.record(journal)
         return dict(account)
 
     def _window(self, key: str, now: float, window: float) -> deque[float]:

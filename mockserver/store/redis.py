@@ -4,15 +4,16 @@ Every read-modify-write is one Lua script or one MULTI transaction, so workers n
 step: a charge checks and spends the balance at once, a rate window counts a call only if it has room, a
 scripted fault is used at most `times`, a job is claimed by one worker only. Keys (prefix `stemmock:`):
 
-    res:{kind}:{id}   hash, one JSON value per record field (so `update` sets fields atomically)
-    idx:{kind}        set of the kind's ids
+    res:{kind}:{id}   hash, one JSON value per record field (so `update` sets fields atomically); expires
+    idx:{kind}        sorted set of the kind's ids by creation, capped (the oldest go, with their records)
     bal:{provider}:{key}  hash credits / extra_credits
     rate:{window key} sorted set of admitted calls, scored by the mock's clock
     faults, faults:times, faults:used   scripted faults (JSON, allowance, uses)
     script            list of queued behaviours (JSON)
     maintenance       hash provider -> 0/1
     journal           capped stream of exchanges (MAXLEN journal_size)
-    counters          hash name -> last id handed out
+    counters          hash name -> last id handed out (ids: reserved in blocks per worker)
+    generation        how many resets the store has seen (kept by reset; tags each block of ids)
     jobs, jobs:due, due, claimed   job bodies, their due instants, the queue, the claims (lease, wall clock)
     claims:owner, alive:{worker}   which worker holds each claim; each worker's sign of life (expires)
     clock             hash: the manual instant, the real clock's offset (kept by reset)
@@ -27,9 +28,31 @@ from typing import Any
 
 import redis
 
-from .base import CallState, Job, Record, Store
+from .base import CallState, Job, Record, StaleIds, Store
 
 PREFIX = "stemmock:"
+
+# KEYS counters; ARGV key, index, id, field count, fields and values, cap, ttl (ms): one record stored.
+_PUT = """
+-- Store one record (key, index, id, then n field/value pairs from ARGV[at]): it expires after ttl ms (0: never),
+-- keeps its place in the index (ordered by creation), and the index keeps at most cap ids, the oldest going.
+local function store_record(key, index, id, n, at, cap, ttl, counters)
+  redis.call('DEL', key)
+  for f = 0, n - 1 do redis.call('HSET', key, ARGV[at + 2 * f], ARGV[at + 2 * f + 1]) end
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  if not redis.call('ZSCORE', index, id) then
+    redis.call('ZADD', index, redis.call('HINCRBY', counters, 'order', 1), id)
+    local over = redis.call('ZCARD', index) - cap
+    if cap > 0 and over > 0 then
+      local prefix = string.sub(key, 1, #key - #id)
+      local gone = redis.call('ZPOPMIN', index, over)
+      for g = 1, #gone, 2 do redis.call('DEL', prefix .. gone[g]) end
+    end
+  end
+end
+local n = tonumber(ARGV[4])
+store_record(ARGV[1], ARGV[2], ARGV[3], n, 5, tonumber(ARGV[5 + 2 * n]), tonumber(ARGV[6 + 2 * n]), KEYS[1])
+"""
 
 _UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
@@ -125,10 +148,33 @@ end
 return out
 """
 
-# KEYS account, counters, jobs, jobs:due, due; ARGV opening credits, opening extra credits, cost, then the
-# records (count, then per record: key, index key, id, field count, fields and values), then the jobs (count,
-# then per job: due, body). Charges and stores all of it, or (balance short) nothing: returns false.
+# KEYS account, counters, jobs, jobs:due, due, journal, generation; ARGV opening credits, opening extra credits, cost,
+# the index cap and the records' ttl (ms), then
+# the records (count, then per record: key, index key, id, field count, fields and values), then the jobs
+# (count, then per job: due, body), then the exchange to journal ('' for none), the journal's length and the
+# generation of the call's ids ('' for any). Charges, stores and journals all of it, or (balance short) nothing:
+# returns false; or (the store was reset since the ids were reserved) nothing: returns {'stale'}.
 _COMMIT = """
+-- Store one record (key, index, id, then n field/value pairs from ARGV[at]): it expires after ttl ms (0: never),
+-- keeps its place in the index (ordered by creation), and the index keeps at most cap ids, the oldest going.
+local function store_record(key, index, id, n, at, cap, ttl, counters)
+  redis.call('DEL', key)
+  for f = 0, n - 1 do redis.call('HSET', key, ARGV[at + 2 * f], ARGV[at + 2 * f + 1]) end
+  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
+  if not redis.call('ZSCORE', index, id) then
+    redis.call('ZADD', index, redis.call('HINCRBY', counters, 'order', 1), id)
+    local over = redis.call('ZCARD', index) - cap
+    if cap > 0 and over > 0 then
+      local prefix = string.sub(key, 1, #key - #id)
+      local gone = redis.call('ZPOPMIN', index, over)
+      for g = 1, #gone, 2 do redis.call('DEL', prefix .. gone[g]) end
+    end
+  end
+end
+local tail = #ARGV
+if ARGV[tail] ~= '' and tonumber(redis.call('GET', KEYS[7]) or '0') ~= tonumber(ARGV[tail]) then
+  return {'stale'}
+end
 if redis.call('EXISTS', KEYS[1]) == 0 then
   redis.call('HSET', KEYS[1], 'credits', ARGV[1], 'extra_credits', ARGV[2])
 end
@@ -142,15 +188,14 @@ if cost > 0 then
   c = c - (cost - from_extra)
   redis.call('HSET', KEYS[1], 'credits', string.format('%.17g', c), 'extra_credits', string.format('%.17g', e))
 end
-local i = 4
+local cap, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
+local i = 6
 local records = tonumber(ARGV[i]); i = i + 1
 for _ = 1, records do
   local key, index, id, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
   i = i + 4
-  redis.call('DEL', key)
-  for f = 0, n - 1 do redis.call('HSET', key, ARGV[i + 2 * f], ARGV[i + 2 * f + 1]) end
+  store_record(key, index, id, n, i, cap, ttl, KEYS[2])
   i = i + 2 * n
-  redis.call('SADD', index, id)
 end
 local jobs = tonumber(ARGV[i]); i = i + 1
 for _ = 1, jobs do
@@ -159,6 +204,10 @@ for _ = 1, jobs do
   redis.call('HSET', KEYS[4], id, ARGV[i])
   redis.call('ZADD', KEYS[5], ARGV[i], id)
   i = i + 2
+end
+if ARGV[i] ~= '' then
+  local seq = redis.call('HINCRBY', KEYS[2], 'journal', 1)
+  redis.call('XADD', KEYS[6], 'MAXLEN', ARGV[i + 1], '*', 'seq', seq, 'e', ARGV[i])
 end
 return {string.format('%.17g', c), string.format('%.17g', e)}
 """
@@ -170,16 +219,34 @@ redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'seq', seq, 'e', ARGV[1])
 return seq
 """
 
-# KEYS script, maintenance, faults, faults:used, account; ARGV opening credits, opening extra credits.
-# What deciding one call reads, in one trip: {script step or false, maintenance, faults, uses, credits, extra}.
+# KEYS script, maintenance, faults, faults:used, account, clock, generation, then the resources the call names;
+# ARGV opening credits, opening extra credits. What deciding one call reads, in one trip: {script step or false,
+# maintenance, faults, uses, credits, extra, the manual clock's instant or false, the generation, then each
+# resource's fields}.
 _CALL_STATE = """
 local step = redis.call('LPOP', KEYS[1])
+local records = {}
+for k = 8, #KEYS do records[#records + 1] = redis.call('HGETALL', KEYS[k]) end
 if redis.call('EXISTS', KEYS[5]) == 0 then
   redis.call('HSET', KEYS[5], 'credits', ARGV[1], 'extra_credits', ARGV[2])
 end
 local balance = redis.call('HMGET', KEYS[5], 'credits', 'extra_credits')
 return {step or false, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
-        balance[1], balance[2]}
+        balance[1], balance[2], redis.call('HGET', KEYS[6], 'manual'), tonumber(redis.call('GET', KEYS[7]) or '0'),
+        unpack(records)}
+"""
+
+# KEYS counters, generation; ARGV counter name, count. {generation, first id of the block}.
+_RESERVE = """
+local last = redis.call('HINCRBY', KEYS[1], ARGV[1], tonumber(ARGV[2]))
+return {tonumber(redis.call('GET', KEYS[2]) or '0'), last - tonumber(ARGV[2]) + 1}
+"""
+
+# KEYS counters, generation: a reset starts a new generation and restarts the counters in one step, so a block
+# reserved while the rest is being cleared belongs to the new generation and is never reserved again.
+_NEW_GENERATION = """
+redis.call('INCR', KEYS[2])
+redis.call('DEL', KEYS[1])
 """
 
 # KEYS clock; ARGV name, instant: set the instant unless the clock already reads later.
@@ -211,8 +278,14 @@ class RedisStore(Store):
 
     def __init__(self, url: str, default_balance: Record | None = None, journal_size: int = 1000,
                  opening: dict[str, Record] | None = None, lease: float = 60.0,
-                 client: redis.Redis | None = None) -> None:
+                 client: redis.Redis | None = None, max_records: int | None = None,
+                 ttl: float | None = None) -> None:
         self.url = url
+        # Bounds on what calls made: each kind's index keeps the newest `max_records` ids (the rest are deleted),
+        # and each record expires `ttl` seconds after it was stored (Redis' own clock), so Redis memory stays
+        # bounded; the mock's clock decides when a record reads as expired (`Context.owned`).
+        self._cap = int(max_records or 0)
+        self._ttl_ms = int((ttl or 0) * 1000)
         # Any: redis-py types every answer as bytes | str whatever decode_responses says; these are all str.
         self._r: Any = client or redis.Redis.from_url(url, decode_responses=True, health_check_interval=30)
         self._default = dict(default_balance or {"credits": 1000, "extra_credits": 0})
@@ -220,6 +293,7 @@ class RedisStore(Store):
         self._journal_size = journal_size
         self.lease = lease
         self._update = self._r.register_script(_UPDATE)
+        self._put = self._r.register_script(_PUT)
         self._account_script = self._r.register_script(_ACCOUNT)
         self._rate = self._r.register_script(_RATE)
         self._take_fault = self._r.register_script(_TAKE_FAULT)
@@ -229,6 +303,8 @@ class RedisStore(Store):
         self._call_state = self._r.register_script(_CALL_STATE)
         self._reclaim = self._r.register_script(_RECLAIM)
         self._commit = self._r.register_script(_COMMIT)
+        self._reserve = self._r.register_script(_RESERVE)
+        self._new_generation = self._r.register_script(_NEW_GENERATION)
         # Who holds a claim: a claim whose worker stops beating goes back to the queue at once (its lease would
         # keep it for a minute), so a restarted mock runs what the killed one left half done.
         self.worker = f"{os.getpid()}-{os.urandom(6).hex()}"
@@ -244,10 +320,11 @@ class RedisStore(Store):
         self._r.close()
 
     def reset(self) -> None:
-        keep = PREFIX + "clock"
+        self._new_generation(keys=[f"{PREFIX}counters", f"{PREFIX}generation"])
+        keep = {PREFIX + "clock", PREFIX + "generation", PREFIX + "counters"}  # the counters restarted above
         batch: list[str] = []
         for key in self._r.scan_iter(match=PREFIX + "*", count=1000):
-            if key != keep and not key.startswith(PREFIX + "alive:"):  # the clock and the workers' beats stay
+            if key not in keep and not key.startswith(PREFIX + "alive:"):  # the clock and the workers' beats stay
                 batch.append(key)
             if len(batch) >= 1000:
                 self._r.unlink(*batch)
@@ -267,12 +344,9 @@ class RedisStore(Store):
     def put(self, kind: str, rid: str, record: Record) -> None:
         if not record:
             raise ValueError(f"{kind} {rid}: an empty record cannot be stored.")
-        key = f"{PREFIX}res:{kind}:{rid}"
-        pipe = self._r.pipeline(transaction=True)
-        pipe.delete(key)
-        pipe.hset(key, mapping={name: _dumps(value) for name, value in record.items()})
-        pipe.sadd(f"{PREFIX}idx:{kind}", rid)
-        pipe.execute()
+        fields = [part for name, value in record.items() for part in (name, _dumps(value))]
+        self._put(keys=[f"{PREFIX}counters"], args=[f"{PREFIX}res:{kind}:{rid}", f"{PREFIX}idx:{kind}", rid,
+                                                   len(record), *fields, self._cap, self._ttl_ms])
 
     def get(self, kind: str, rid: str) -> Record | None:
         return self._decode(self._r.hgetall(f"{PREFIX}res:{kind}:{rid}"))
@@ -284,7 +358,7 @@ class RedisStore(Store):
         return self._decode(self._update(keys=[f"{PREFIX}res:{kind}:{rid}"], args=args))
 
     def all(self, kind: str) -> list[Record]:
-        ids = sorted(self._r.smembers(f"{PREFIX}idx:{kind}"))
+        ids = sorted(self._r.zrange(f"{PREFIX}idx:{kind}", 0, -1))
         pipe = self._r.pipeline(transaction=False)
         for rid in ids:
             pipe.hgetall(f"{PREFIX}res:{kind}:{rid}")
@@ -314,8 +388,9 @@ class RedisStore(Store):
         return balance if ok else None
 
     def commit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
-               jobs: list[tuple[float, Record]]) -> Record | None:
-        args: list[Any] = [*self._opening_args(api_key), repr(float(cost)), len(records)]
+               jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None = None,
+               generation: int | None = None) -> Record | None:
+        args: list[Any] = [*self._opening_args(api_key), repr(float(cost)), self._cap, self._ttl_ms, len(records)]
         for kind, rid, record in records:
             if not record:
                 raise ValueError(f"{kind} {rid}: an empty record cannot be stored.")
@@ -325,10 +400,15 @@ class RedisStore(Store):
         args.append(len(jobs))
         for due, job in jobs:
             args += [repr(float(due)), _dumps(job)]
+        built = journal() if callable(journal) else journal
+        args += ["" if built is None else _dumps(built), self._journal_size, "" if generation is None else generation]
         found = self._commit(keys=[f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}counters", f"{PREFIX}jobs",
-                                   f"{PREFIX}jobs:due", f"{PREFIX}due"], args=args)
+                                   f"{PREFIX}jobs:due", f"{PREFIX}due", f"{PREFIX}journal", f"{PREFIX}generation"],
+                             args=args)
         if not found:
             return None
+        if found[0] == "stale":
+            raise StaleIds(f"generation {generation}: the store was reset since the call's ids were reserved.")
         return {"credits": float(found[0]), "extra_credits": float(found[1])}
 
     # -- rate windows, scripted faults, maintenance ----------------------------------------------------------
@@ -378,14 +458,18 @@ class RedisStore(Store):
     def maintenance(self) -> dict[str, bool]:
         return {provider: on == "1" for provider, on in self._r.hgetall(f"{PREFIX}maintenance").items()}
 
-    def call_state(self, provider: str, api_key: str) -> CallState:
-        step, flags, bodies, used, credits, extra = self._call_state(
+    def call_state(self, provider: str, api_key: str, reads: list[tuple[str, str]] | None = None) -> CallState:
+        reads = reads or []
+        step, flags, bodies, used, credits, extra, clock, generation, *records = self._call_state(
             keys=[f"{PREFIX}script", f"{PREFIX}maintenance", f"{PREFIX}faults", f"{PREFIX}faults:used",
-                  f"{PREFIX}bal:{provider}:{api_key}"], args=self._opening_args(api_key))
+                  f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}clock", f"{PREFIX}generation",
+                  *(f"{PREFIX}res:{kind}:{rid}" for kind, rid in reads)], args=self._opening_args(api_key))
         return CallState(None if step is None else json.loads(step),
                          {name: on == "1" for name, on in _pairs(flags).items()},
                          _faults(_pairs(bodies), _pairs(used)),
-                         {"credits": float(credits), "extra_credits": float(extra)})
+                         {"credits": float(credits), "extra_credits": float(extra)},
+                         None if clock is None else float(clock),
+                         {read: self._decode(fields) for read, fields in zip(reads, records)}, int(generation))
 
     def set_maintenance(self, provider: str, on: bool) -> None:
         self._r.hset(f"{PREFIX}maintenance", provider, "1" if on else "0")
@@ -393,6 +477,10 @@ class RedisStore(Store):
     # -- counters and the shared clock ------------------------------------------------------------------------
     def next_id(self, name: str) -> int:
         return int(self._r.hincrby(f"{PREFIX}counters", name, 1))
+
+    def reserve_ids(self, name: str, count: int) -> tuple[int, int]:
+        generation, first = self._reserve(keys=[f"{PREFIX}counters", f"{PREFIX}generation"], args=[name, count])
+        return int(generation), int(first)
 
     def clock_value(self, name: str, default: float | None = None) -> float | None:
         value = self._r.hget(f"{PREFIX}clock", name)
