@@ -236,6 +236,13 @@ class Deliveries:
             log.warning("callback %s for task %s given up after %d attempts: %s", delivery_id, delivery["task_id"],
                         len(attempts), attempt["error"])
 
+    async def resend(self, delivery: dict[str, Any]) -> dict[str, Any]:
+        """Send a delivery once more, now, with its payload; the attempt is recorded with `resent` and returned."""
+        attempt = {**await self._post(delivery, self.config.callbacks.timeout), "resent": True}
+        current = self.store.get("delivery", delivery["id"]) or delivery
+        self.store.update("delivery", delivery["id"], {"attempts": [*current["attempts"], attempt]})
+        return attempt
+
     # -- shutdown -------------------------------------------------------------------------------------------
     async def flush(self, grace: float) -> list[str]:
         """Attempt every pending delivery once within `grace` seconds; log and return the task ids still owed.
