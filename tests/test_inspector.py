@@ -279,3 +279,34 @@ def test_on_redis_every_workers_exchanges_reach_every_page(redis_url: str) -> No
     finally:
         os.killpg(process.pid, signal.SIGTERM)
         process.wait(20)
+
+
+def test_balances_faults_and_reset_are_driven_from_the_page(page: Page, mock_url: str) -> None:
+    """A followed key's balance is set on the page and moves with a call; a fault added there answers; reset clears."""
+    tab = page.open(mock_url)
+    live(tab)
+    tab.fill("#balance-key", KEY)
+    tab.click("#balance-form button")
+    credits = "#balances form[data-provider=musicapi] input[name=credits]"
+    tab.wait_for_selector(credits)
+    tab.fill(credits, "50")
+    with tab.expect_response(lambda r: "/__mock/credits/" in r.url) as put:
+        tab.click("#balances form[data-provider=musicapi] button")
+    assert put.value.ok
+    with httpx.Client(base_url=mock_url, headers=AUTH) as http:
+        clip = upload(http)  # costs 2: the page shows the balance the store now holds
+        tab.wait_for_function(f"document.querySelector(\"{credits}\").value === '48'", timeout=2000)
+        tab.select_option("#fault-op", "getVox")
+        tab.fill("#fault-code", "403")
+        with tab.expect_response(lambda r: r.url.endswith("/__mock/faults")) as added:
+            tab.click("#fault-form button[type=submit]")
+        assert added.value.status == 201, added.value.text()
+        tab.wait_for_selector("#faults li:has-text('getVox code=403')", timeout=2000)
+        answer = http.post("/api/v1/sonic/vox", json={"clip_id": clip, "vocal_start_s": 0, "vocal_end_s": 30})
+        assert answer.status_code == 403
+        tab.wait_for_selector("#faults li:has-text('1/1 used')", timeout=2000)
+        tab.wait_for_selector("#req-rows tr:has(td.status:text-is('403'))", timeout=2000)
+    tab.once("dialog", lambda dialog: dialog.accept())
+    tab.click("#reset")
+    tab.wait_for_function("document.querySelectorAll('#req-rows tr').length === 0", timeout=3000)
+    assert tab.query_selector_all("#faults li") == []

@@ -139,7 +139,7 @@
   }
   function renderBalances() {
     $("balances").replaceChildren(...Object.entries(state.balances).map(([key, per]) => el("div", { class: "balance" },
-      el("b", {}, key), Object.entries(per).map(([p, b]) => el("form", { onsubmit: (e) => {
+      el("b", {}, key), Object.entries(per).map(([p, b]) => el("form", { "data-provider": p, onsubmit: (e) => {
         e.preventDefault();
         const credits = Number(e.target.elements.credits.value);
         api("PUT", `/__mock/credits/${encodeURIComponent(key)}`, { credits, extra_credits: b.extra_credits, provider: p })
