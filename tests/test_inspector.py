@@ -27,6 +27,7 @@ from playwright.sync_api import sync_playwright
 from contracts.live import LiveServer
 from contracts.receiver import CallbackReceiver
 from mockserver import MockConfig, create_app
+from mockserver.config import CallbackConfig
 from mockserver.inspector import hub
 
 from conftest import free_port
@@ -87,7 +88,8 @@ def page(browser_context: Any) -> Iterator[Page]:
 
 @pytest.fixture(scope="module")
 def server() -> Iterator[LiveServer]:
-    config = MockConfig(clock="manual", clock_start=START)
+    # api.box callbacks signed (the kie way), so that the page has a signature to show
+    config = MockConfig(clock="manual", clock_start=START, callbacks=CallbackConfig(apibox_hmac_key="hmac-key"))
     with LiveServer(create_app(config)) as live:
         yield live
 
@@ -168,6 +170,14 @@ def test_advancing_the_clock_from_the_page_finishes_a_generation_and_delivers_it
     tab.screenshot(path=str(tmp_path / "inspector.png"), full_page=True)
     if SCREENSHOT:
         tab.screenshot(path=SCREENSHOT)
+    # The signed headers shown are those the receiver got.
+    last = receiver.accepted()[-1]
+    complete = tab.query_selector(".cb:has-text('generate.complete')")
+    complete.query_selector("summary").click()
+    tab.wait_for_selector(".cb:has-text('generate.complete') pre.headers:has-text('X-Webhook-Signature')", timeout=2000)
+    shown = json.loads(tab.inner_text(".cb:has-text('generate.complete') pre.headers"))
+    assert {name.lower(): value for name, value in shown.items()}.items() <= last.headers.items()
+    assert shown["X-Webhook-Signature"] == last.headers["x-webhook-signature"]
     # "Send again" on a delivered callback makes one more attempt, shown on the page.
     tab.click(".cb:has(.state-delivered) button.resend")
     tab.wait_for_selector(".attempts li:has-text('(sent again)')", timeout=3000)

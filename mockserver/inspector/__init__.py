@@ -80,13 +80,24 @@ async def balance(mock: Any, req: MockRequest) -> Answer:
     return json_response(200, {"api_key": key, "balances": balances(mock, key)})
 
 
+def _no_delivery(delivery_id: str) -> JsonResponse:
+    return json_response(404, {"code": 404, "message": f"delivery {delivery_id!r} does not exist; expected the id "
+                                                       f"of one listed by GET /__mock/callbacks."})
+
+
+@handler("headers")
+async def headers(mock: Any, req: MockRequest) -> Answer:
+    delivery_id = req.path_params["delivery_id"]
+    found = mock.deliveries.signed_headers(delivery_id)
+    return _no_delivery(delivery_id) if found is None else json_response(200, {"id": delivery_id, "headers": found})
+
+
 @handler("resend")
 async def resend(mock: Any, req: MockRequest) -> Answer:
     delivery_id = req.path_params["delivery_id"]
     delivery = mock.store.get("delivery", delivery_id)
     if delivery is None:
-        return json_response(404, {"code": 404, "message": f"delivery {delivery_id!r} does not exist; expected "
-                                                           f"the id of one listed by GET /__mock/callbacks."})
+        return _no_delivery(delivery_id)
     if not delivery.get("url"):
         return json_response(422, {"code": 422, "message": f"delivery {delivery_id!r} has no URL to send to."})
     attempt = await mock.deliveries.resend(delivery)

@@ -109,8 +109,21 @@
         `${clockText(a.at)}  ${a.status === null ? "—" : "HTTP " + a.status}  ${a.latency_ms === null ? "" : a.latency_ms + " ms"}` +
         `${a.error ? "  " + a.error : ""}${a.resent ? "  (sent again)" : ""}`))),
       d.next_attempt_at ? el("div", { class: "muted" }, `next attempt ${clockText(d.next_attempt_at)}`) : null,
-      el("details", {}, el("summary", {}, "payload and headers"),
-        el("pre", {}, json({ payload: d.payload, headers: d.headers || null }))))));
+      el("details", { ontoggle: (e) => showHeaders(e.target, d.id) }, el("summary", {}, "payload and headers"),
+        el("pre", { class: "payload" }, json(d.payload)), el("pre", { class: "headers" }, "…")))));
+    for (const id of openDetails) {
+      const box = document.querySelector(`[data-delivery="${CSS.escape(id)}"] details`);
+      if (box) box.open = true;
+    }
+  }
+  const openDetails = new Set();
+  async function showHeaders(box, id) {
+    if (!box.open) { openDetails.delete(id); return; }
+    openDetails.add(id);
+    try {
+      const r = await api("GET", `/__mock/callbacks/${encodeURIComponent(id)}/headers`);
+      box.querySelector("pre.headers").textContent = json(r.headers);
+    } catch (e) { box.querySelector("pre.headers").textContent = e.message; }
   }
   async function resend(id) {
     try { await api("POST", `/__mock/callbacks/${encodeURIComponent(id)}/resend`); } catch (e) { alert(e.message); }
