@@ -32,6 +32,7 @@ from .control import HANDLERS as CONTROL
 from .control import Raw
 from .effects import Effects
 from .files import FileServer
+from .inspector import HANDLERS as INSPECTOR
 from .intake import Intake
 from .journal import Exchange, journal_body, journal_headers, redact
 from .policy import CallView, Policy
@@ -63,7 +64,8 @@ class Mock:
         check_against_specs(config, self.specs)  # a fault on a misspelt operation would never fire
         self.control_spec = load(spec_path("control"))
         self.started = time.monotonic()  # for the uptime /__mock/health reports
-        self.router = Router([*self.specs, self.control_spec])
+        self.inspector_spec = load(spec_path("inspector"))
+        self.router = Router([*self.specs, self.control_spec, self.inspector_spec])
         self.actions = load_actions()
         for spec in self.specs:
             for op in spec.operations:
@@ -123,6 +125,8 @@ class Mock:
             return req
         if op.provider.name == "control":
             return await self._control(op, req)
+        if op.provider.name == "inspector":
+            return await self._inspect(op, req)
         return await self.handle(op, req, scope.get("client") if self.config.access_log else None)
 
     async def handle(self, op: Operation, req: MockRequest,
@@ -239,6 +243,19 @@ class Mock:
         if isinstance(body, Raw):
             return JsonResponse(status, body.data, None, body.content_type)
         return json_response(status, body)
+
+
+    async def _inspect(self, op: Operation, req: MockRequest) -> Any:
+        """The inspector's page, files (public: they hold no data) and data (guarded like the control plane)."""
+        token = self.config.admin_token
+        # A browser's EventSource sends no header: the event stream takes the token in its query too.
+        if token and not op.x_mock.get("public") and token not in (req.api_key, req.query.get("token")):
+            return json_response(401, {"code": 401, "message": "The admin token is missing or wrong."})
+        violations = iter_violations(op, req, None)
+        if violations:
+            outcome = rejection(op, violations)
+            return json_response(outcome.code, {"code": outcome.code, "message": outcome.message})
+        return await INSPECTOR[str(op.action)](self, req)
 
 
 def _to_mock(scope: Scope) -> bool:

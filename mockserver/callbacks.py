@@ -167,9 +167,9 @@ class Deliveries:
             copy = self._new(provider, task, event, payload, scenario, duplicate_of=delivery["id"])
             await self._attempt(copy["id"])
 
-    def _headers(self, delivery: dict[str, Any], body: bytes) -> dict[str, str]:
+    def _headers(self, delivery: dict[str, Any], body: bytes, at: float | None = None) -> dict[str, str]:
         headers = {"Content-Type": "application/json", "User-Agent": "stemmock-callbacks"}
-        timestamp = str(int(self.clock.now()))
+        timestamp = str(int(self.clock.now() if at is None else at))
         headers.update(self.providers[delivery["provider"]].headers(delivery, body, timestamp, self.config.callbacks))
         return headers
 
@@ -237,6 +237,22 @@ class Deliveries:
             self.store.update(kind, delivery["task_id"], {"callback_exception": True})
             log.warning("callback %s attempt %d to %s failed: %s; given up after %d attempts (task %s)", delivery_id,
                         len(attempts), delivery["url"], attempt["error"], len(attempts), delivery["task_id"])
+
+    def signed_headers(self, delivery_id: str) -> dict[str, str] | None:
+        """The headers the delivery's last attempt went out with (signed as then), or its next one would; None if
+        there is no such delivery. They follow from the payload and the instant, so nothing is kept per attempt."""
+        delivery = self.store.get("delivery", delivery_id)
+        if delivery is None:
+            return None
+        at = delivery["attempts"][-1]["at"] if delivery["attempts"] else None
+        return self._headers(delivery, encode(delivery["payload"]), at)
+
+    async def resend(self, delivery: dict[str, Any]) -> dict[str, Any]:
+        """Send a delivery once more, now, with its payload; the attempt is recorded with `resent` and returned."""
+        attempt = {**await self._post(delivery, self.config.callbacks.timeout), "resent": True}
+        current = self.store.get("delivery", delivery["id"]) or delivery
+        self.store.update("delivery", delivery["id"], {"attempts": [*current["attempts"], attempt]})
+        return attempt
 
     # -- shutdown -------------------------------------------------------------------------------------------
     async def flush(self, grace: float) -> list[str]:

@@ -127,7 +127,7 @@ class Intake:
         spec = self.router.provider_of(path)
         if allowed:  # the path exists, the method does not
             message = f"{method} is not allowed on {path}; allowed: {', '.join(allowed)}."
-            spec = spec or next(s for s in self.specs if any(o.path == path or (o.pattern and o.pattern.match(path))
+            spec = spec or next(s for s in self.router.specs if any(o.path == path or (o.pattern and o.pattern.match(path))
                                                             for o in s.operations))
             code = 404 if spec.provider.body_transport else 405
             _status, body = error_body(spec.provider, code, message)

@@ -105,7 +105,13 @@ def schema_violations(validator: Any, schema: dict[str, Any], instance: Any, bas
         if name == "Required":
             prop = error.kind.property
             expected = describe(_subschema(parent, ["properties", prop]))
-            yield Violation(kind, _pointer(base, [*where, prop]), f"{_field(where, prop)} is required.", expected)
+            # A required name missing next to an unknown one close to it is most likely that name misspelled.
+            sent = [k for k in error.instance if k not in parent.get("properties", {})] \
+                if isinstance(error.instance, dict) else []
+            close = difflib.get_close_matches(prop, sent, n=1, cutoff=0.6)
+            hint = f" Did you mean {prop!r} for {close[0]!r}?" if close else ""
+            yield Violation(kind, _pointer(base, [*where, prop]), f"{_field(where, prop)} is required.{hint}",
+                            expected)
             continue
         if name == "AdditionalProperties":
             for prop in error.kind.unexpected:
