@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+import re
 import sys
 from pathlib import Path
 from typing import Any
@@ -129,7 +130,9 @@ def test_hanging_command_is_killed_at_the_timeout(tmp_path: Path) -> None:
             f"time.sleep(60)']); open({str(pid_file)!r}, 'w').write(str(child.pid)); time.sleep(60)")
     report = quick(sys.executable, "-c", hang, timeout=1)
     assert report.exit_code == EXIT_TIMEOUT and report.command.timed_out
-    assert "was still running after 1.0 s and was killed (--timeout)" in format_report(report)
+    # The time shown is the time measured until the kill: at least the timeout, a little more on a busy machine.
+    shown = re.search(r"was still running after (\d+\.\d) s and was killed \(--timeout\)", format_report(report))
+    assert shown is not None and 1.0 <= float(shown.group(1)) < 3.0
     stat = Path(f"/proc/{pid_file.read_text()}/stat")
     if stat.exists():  # killed but perhaps not reaped: no init reaps orphans in some containers
         assert stat.read_text().rsplit(")", 1)[1].split()[0] == "Z"
