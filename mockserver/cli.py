@@ -165,6 +165,7 @@ def banner(config: MockConfig, config_path: str | None, workers: int = 1) -> str
              f"  MusicAPI       {base}  (POST /api/v1/sonic/vox, ...)",
              f"  api.box        {base}  (POST /api/v1/vocal-removal/generate, ...)",
              f"  control plane  {base}/__mock/  (specs: {base}/__mock/specs/control.yaml, health: /__mock/health)",
+             f"  inspector      {base}/__mock/ui" + ("  (asks for the admin token)" if config.admin_token else ""),
              f"  clock {config.clock}, store {config.store}, seed {config.seed}, workers {workers}, "
              f"config {config_path or 'none (defaults)'}, access log {'on' if config.access_log else 'off'}"]
     return "\n".join(lines)

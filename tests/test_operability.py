@@ -116,6 +116,7 @@ def test_serve_prints_one_banner_reads_env_vars_and_logs_calls_and_failed_attemp
         out = _stop(proc)
     assert out.count("stemmock 0.1.0") == 1, out
     assert f"MusicAPI       {url}" in out and f"api.box        {url}" in out and f"{url}/__mock/" in out
+    assert f"inspector      {url}/__mock/ui\n" in out  # no admin token: the page does not ask for one
     assert "clock manual, store memory, seed 7" in out and str(tmp_path / "stemmock.yaml") in out
     assert "Uvicorn running" not in out  # STEMMOCK_LOG_LEVEL=warning reached the server
     assert re.search(r'127\.0\.0\.1:\d+ - "POST /api/v1/generate HTTP/1.1" 200 generateMusic success 200', out), out
