@@ -270,3 +270,70 @@ def test_store_must_be_memory_or_redis() -> None:
     """Names the store setting and what it accepts."""
     with pytest.raises(ConfigError, match="store is 'postgres://x'; expected 'memory' or a Redis URL"):
         config_from_dict({"store": "postgres://x"})
+
+
+def test_an_environment_error_names_the_variable_and_the_nested_path(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Names the variable and the key inside its structure when a nested value has the wrong type."""
+    monkeypatch.setenv("STEMMOCK_LIMITS", "{max_json_depth: deep}")
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert str(caught.value) == "STEMMOCK_LIMITS: limits.max_json_depth is 'deep'; expected an integer."
+
+
+def test_an_unknown_key_inside_an_environment_structure_suggests_the_nearest(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Suggests the nearest key for a typo inside a structured environment value."""
+    monkeypatch.setenv("STEMMOCK_CALLBACKS", '{"retires": [1]}')
+    with pytest.raises(ConfigError) as caught:
+        load_config()
+    assert str(caught.value) == ("STEMMOCK_CALLBACKS: callbacks.retires is not a known setting. "
+                                 "Did you mean 'retries'?")
+
+
+@pytest.mark.parametrize(("raw", "value"), [("off", False), ("1", True), ("FALSE", False)])
+def test_an_environment_boolean_is_parsed_as_one(monkeypatch: pytest.MonkeyPatch, raw: str, value: bool) -> None:
+    """Reads the usual spellings of true and false for a boolean setting."""
+    monkeypatch.setenv("STEMMOCK_ACCESS_LOG", raw)
+    assert load_config().access_log is value
+
+
+def test_an_environment_scalar_is_never_read_as_yaml(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Refuses a YAML-looking text for a number rather than reading it as YAML."""
+    monkeypatch.setenv("STEMMOCK_HANG_SECONDS", "[1]")
+    with pytest.raises(ConfigError, match=r"^STEMMOCK_HANG_SECONDS: hang_seconds is '\[1\]'; expected a number\.$"):
+        load_config()
+
+
+def test_overrides_are_validated_by_the_same_model() -> None:
+    """Parses an override by its field's type and rejects one of the wrong type, naming the key."""
+    assert load_config(seed="7", access_log="yes").seed == 7
+    with pytest.raises(ConfigError, match=r"^port is 'eighty'; expected an integer\.$"):
+        load_config(port="eighty")
+
+
+def test_a_union_mismatch_names_every_accepted_type() -> None:
+    """Names both accepted types when a value fits neither member of a union."""
+    with pytest.raises(ConfigError) as caught:
+        config_from_dict({"maintenance": [{"start": [1], "end": 0}]})
+    assert str(caught.value) == "maintenance[0].start is [1]; expected a number or a string."
+
+
+def test_an_unquoted_yaml_timestamp_is_an_instant(tmp_path: Path) -> None:
+    """Takes a YAML date-time written without quotes as the instant it names."""
+    from mockserver.config import parse_instant
+
+    path = tmp_path / "maintenance.yaml"
+    path.write_text("maintenance:\n  - {start: 2027-01-01T00:00:00Z, end: 2027-01-02T00:00:00Z}\n", encoding="utf-8")
+    window = load_config(path).maintenance[0]
+    assert parse_instant(window.end) - parse_instant(window.start) == 24 * 3600
+
+
+def test_settings_build_by_position_and_keyword_and_validate() -> None:
+    """Builds a setting group by position or keyword alike and refuses a value of the wrong type."""
+    from pydantic import ValidationError
+
+    from mockserver.config import RateLimit
+
+    assert RateLimit(5, 1) == RateLimit(limit=5, window=1.0)
+    assert MockConfig(faults=[{"operation": "*", "rate": 1, "codes": [500]}]).faults[0].codes == (500,)
+    with pytest.raises(ValidationError):
+        MockConfig().replace(port="eighty")

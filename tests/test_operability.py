@@ -292,6 +292,23 @@ def test_serve_refuses_a_bad_config_with_exit_2_and_the_keys_path(tmp_path: Path
     assert len(done.stderr.strip().splitlines()) == 1
 
 
+@pytest.mark.parametrize(("name", "raw", "message"), [
+    ("STEMMOCK_LIMITS", "{max_json_depth: deep}",
+     "STEMMOCK_LIMITS: limits.max_json_depth is 'deep'; expected an integer."),
+    ("STEMMOCK_RETENTION", '{"max_task": 5}', "STEMMOCK_RETENTION: retention.max_task is not a known setting. "
+                                              "Did you mean 'max_tasks'?"),
+    ("STEMMOCK_DRIBBLE_SECONDS", "soon", "STEMMOCK_DRIBBLE_SECONDS: dribble_seconds is 'soon'; expected a number."),
+])
+def test_serve_refuses_a_bad_environment_value_with_exit_2_naming_the_variable(name: str, raw: str,
+                                                                               message: str) -> None:
+    """A bad `STEMMOCK_*` value stops `stemmock serve` with exit 2 and one line naming the variable and the key."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("STEMMOCK_")}
+    done = subprocess.run([*STEMMOCK, "serve", "--port", "0"], capture_output=True, text=True, timeout=60,
+                          env={**env, name: raw})
+    assert done.returncode == 2, done.stderr
+    assert done.stderr.strip() == f"stemmock: {message}"
+
+
 def test_serve_says_a_missing_config_file_does_not_exist(tmp_path: Path) -> None:
     """A config path that does not exist is reported as such, with exit 2."""
     done = subprocess.run([*STEMMOCK, "serve", "--config", str(tmp_path / "nope.yaml")], capture_output=True,
