@@ -147,6 +147,29 @@ def test_state_made_on_one_worker_is_seen_by_the_other(serve: Any, receiver: Cal
     assert len(ids) == 10
 
 
+def test_a_worker_obeys_control_state_another_worker_changed_at_once(serve: Any) -> None:
+    """Maintenance, a fault and a balance set through one worker hold for the very next call on the other, and a
+    fault's single turn is used once across both."""
+    a, b = serve(), serve()
+    clip = a.http.post("/api/v1/sonic/upload", json={"url": "https://files.example.com/a.mp3"}).json()["clip_id"]
+    a.advance(60)
+    body = {"clip_id": clip, "vocal_start_s": 0, "vocal_end_s": 5}
+    assert a.http.post("/api/v1/sonic/vox", json=body).status_code == 200  # a decides from its copy from now on
+    assert b.http.put("/__mock/maintenance", json={"on": True}).status_code == 200
+    assert a.http.post("/api/v1/sonic/vox", json=body).status_code == 503
+    b.http.put("/__mock/maintenance", json={"on": False})
+    assert a.http.post("/api/v1/sonic/vox", json=body).status_code == 200
+    assert b.http.post("/__mock/faults", json={"operation": "getVox", "code": 500, "times": 1}).status_code == 201
+    assert a.http.post("/api/v1/sonic/vox", json=body).status_code == 500
+    assert b.http.post("/api/v1/sonic/vox", json=body).status_code == 200
+    assert a.http.post("/api/v1/sonic/vox", json=body).status_code == 200
+    assert b.http.get("/__mock/faults").json()["faults"][0]["used"] == 1
+    assert b.http.put(f"/__mock/credits/{KEY}", json={"credits": 0}).status_code == 200
+    refused = a.http.post("/api/v1/sonic/vox", json=body)
+    assert refused.status_code != 200 and "credits" in refused.text, refused.text
+    assert a.http.get("/api/v1/get-credits").json()["credits"] == 0
+
+
 def test_the_rate_window_counts_every_workers_calls(serve: Any, receiver: CallbackReceiver) -> None:
     """api.box's 20 work calls per 10 s hold across workers: 15 + 15 calls admit exactly 20."""
     a, b = serve(), serve()
