@@ -17,6 +17,9 @@ scripted fault is used at most `times`, a job is claimed by one worker only. Key
     jobs, jobs:due, due, claimed   job bodies, their due instants, the queue, the claims (lease, wall clock)
     claims:owner, alive:{worker}   which worker holds each claim; each worker's sign of life (expires)
     clock             hash: the manual instant, the real clock's offset (kept by reset)
+    version           moved by every control-plane write (kept by reset): a worker's copy of the control plane
+                      is current while it matches
+    rv                the last version handed to a record write (kept by reset; each record keeps its own in `_v`)
 """
 
 from __future__ import annotations
