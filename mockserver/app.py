@@ -156,8 +156,10 @@ class Mock:
                                      op.provider.content_type, self.config.hang_seconds)
         return JsonResponse(status, raw, headers, op.provider.content_type)
 
-    def _answer(self, op: Operation, req: MockRequest, again: bool = False) -> tuple[int, bytes, dict[str, str],
-                                                                                   Outcome]:
+    ATTEMPTS = 8  # how often a call is decided again because other workers moved the state under it
+
+    def _answer(self, op: Operation, req: MockRequest, attempt: int = 1) -> tuple[int, bytes, dict[str, str],
+                                                                                  Outcome]:
         """(status, encoded body, headers, outcome) of one call, journaled."""
         try:
             action = self.actions.get(op.action) if op.action else None
@@ -186,13 +188,18 @@ class Mock:
             if effect.jobs:                                                             # 7 schedule
                 self.scheduler.wake()
         except StaleIds as exc:
-            # Another worker reset the store while this call ran: nothing was stored, and the call is made again
-            # as one arriving after the reset (with ids from a block of the new generation).
-            if again:
+            # Another worker reset the store or changed what the call was decided on while it ran: nothing was
+            # stored, and the call is decided again on the fresh state (with ids from a block of the new generation
+            # after a reset).
+            self.store.end_call()
+            self.clock.unpin()
+            if attempt >= self.ATTEMPTS:
                 return self._failed(op, req, exc)
-            return self._answer(op, req, again=True)
+            return self._answer(op, req, attempt + 1)
         except Exception as exc:  # never a bare 500: the provider's own server error, and the cause journaled
+            self.store.end_call()
             return self._failed(op, req, exc)  # nothing the call made was committed: nothing to roll back
+        self.store.end_call()
         return status, raw, headers, outcome
 
     def _exchange(self, op: Operation, req: MockRequest, violations: list[Violation], outcome: Outcome,

@@ -76,6 +76,12 @@ class Clock:
         if instant is not None and self.mode == "manual" and self._store is not None and pinned == []:
             pinned.append(instant)
 
+    def unpin(self) -> None:
+        """Inside `pinned()`, forget the call's instant: the call is decided again on a fresh read of the state."""
+        pinned = _PINNED.get()
+        if pinned:
+            pinned.clear()
+
     def now_ms(self) -> int:
         return int(self.now() * 1000)
 

@@ -179,6 +179,9 @@ class Store(ABC):
         return CallState(self.pop_script(), self.maintenance(), self.faults(), self.balance(provider, api_key),
                          None, {(kind, rid): self.get(kind, rid) for kind, rid in reads or ()})
 
+    def end_call(self) -> None:
+        """The call `call_state` read for is answered: what it relied on is no longer checked (a shared store)."""
+
     @abstractmethod
     def set_maintenance(self, provider: str, on: bool) -> None: ...
 

@@ -17,13 +17,19 @@ scripted fault is used at most `times`, a job is claimed by one worker only. Key
     jobs, jobs:due, due, claimed   job bodies, their due instants, the queue, the claims (lease, wall clock)
     claims:owner, alive:{worker}   which worker holds each claim; each worker's sign of life (expires)
     clock             hash: the manual instant, the real clock's offset (kept by reset)
+    version           moved by every control-plane write (kept by reset): a worker's copy of the control plane
+                      is current while it matches
+    rv                the last version handed to a record write (kept by reset; each record keeps its own in `_v`)
 """
 
 from __future__ import annotations
 
 import json
 import os
+import threading
+from collections import OrderedDict
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from typing import Any
 
 import redis
@@ -32,13 +38,14 @@ from .base import CallState, Job, Record, StaleIds, Store
 
 PREFIX = "stemmock:"
 
-# KEYS counters; ARGV key, index, id, field count, fields and values, cap, ttl (ms): one record stored.
-_PUT = """
+_STORE_RECORD = """
 -- Store one record (key, index, id, then n field/value pairs from ARGV[at]): it expires after ttl ms (0: never),
--- keeps its place in the index (ordered by creation), and the index keeps at most cap ids, the oldest going.
+-- keeps its place in the index (ordered by creation), and the index keeps at most cap ids, the oldest going. Each
+-- write gives it a new version (`_v`, from a counter that outlives resets), which a call that read it can check.
 local function store_record(key, index, id, n, at, cap, ttl, counters)
   redis.call('DEL', key)
   for f = 0, n - 1 do redis.call('HSET', key, ARGV[at + 2 * f], ARGV[at + 2 * f + 1]) end
+  redis.call('HSET', key, '_v', redis.call('INCR', 'stemmock:rv'))
   if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
   if not redis.call('ZSCORE', index, id) then
     redis.call('ZADD', index, redis.call('HINCRBY', counters, 'order', 1), id)
@@ -50,6 +57,10 @@ local function store_record(key, index, id, n, at, cap, ttl, counters)
     end
   end
 end
+"""
+
+# KEYS counters; ARGV key, index, id, field count, fields and values, cap, ttl (ms): one record stored.
+_PUT = _STORE_RECORD + """
 local n = tonumber(ARGV[4])
 store_record(ARGV[1], ARGV[2], ARGV[3], n, 5, tonumber(ARGV[5 + 2 * n]), tonumber(ARGV[6 + 2 * n]), KEYS[1])
 """
@@ -57,6 +68,7 @@ store_record(ARGV[1], ARGV[2], ARGV[3], n, 5, tonumber(ARGV[5 + 2 * n]), tonumbe
 _UPDATE = """
 if redis.call('EXISTS', KEYS[1]) == 0 then return false end
 redis.call('HSET', KEYS[1], unpack(ARGV))
+redis.call('HSET', KEYS[1], '_v', redis.call('INCR', 'stemmock:rv'))
 return redis.call('HGETALL', KEYS[1])
 """
 
@@ -154,23 +166,7 @@ return out
 # (count, then per job: due, body), then the exchange to journal ('' for none), the journal's length and the
 # generation of the call's ids ('' for any). Charges, stores and journals all of it, or (balance short) nothing:
 # returns false; or (the store was reset since the ids were reserved) nothing: returns {'stale'}.
-_COMMIT = """
--- Store one record (key, index, id, then n field/value pairs from ARGV[at]): it expires after ttl ms (0: never),
--- keeps its place in the index (ordered by creation), and the index keeps at most cap ids, the oldest going.
-local function store_record(key, index, id, n, at, cap, ttl, counters)
-  redis.call('DEL', key)
-  for f = 0, n - 1 do redis.call('HSET', key, ARGV[at + 2 * f], ARGV[at + 2 * f + 1]) end
-  if ttl > 0 then redis.call('PEXPIRE', key, ttl) end
-  if not redis.call('ZSCORE', index, id) then
-    redis.call('ZADD', index, redis.call('HINCRBY', counters, 'order', 1), id)
-    local over = redis.call('ZCARD', index) - cap
-    if cap > 0 and over > 0 then
-      local prefix = string.sub(key, 1, #key - #id)
-      local gone = redis.call('ZPOPMIN', index, over)
-      for g = 1, #gone, 2 do redis.call('DEL', prefix .. gone[g]) end
-    end
-  end
-end
+_COMMIT = _STORE_RECORD + """
 local tail = #ARGV
 if ARGV[tail] ~= '' and tonumber(redis.call('GET', KEYS[7]) or '0') ~= tonumber(ARGV[tail]) then
   return {'stale'}
@@ -212,28 +208,107 @@ end
 return {string.format('%.17g', c), string.format('%.17g', e)}
 """
 
+# What deciding a call reads, as the single-step call below answers it when a precondition failed, and as a worker's
+# first call (or one naming a resource the worker has not seen) reads it: {'moved', the rate window found full or
+# false, the control version, the script, maintenance, faults, uses, the manual instant or false, the generation,
+# credits, extra, then each resource's fields (with its version `_v`)}. S = {version, script, maintenance, faults,
+# faults:used, clock, generation, account}.
+_STATE_FN = """
+local function state(S, opening, reads, full)
+  if redis.call('EXISTS', S[8]) == 0 then
+    redis.call('HSET', S[8], 'credits', opening[1], 'extra_credits', opening[2])
+  end
+  local balance = redis.call('HMGET', S[8], 'credits', 'extra_credits')
+  local out = {'moved', full or false, tonumber(redis.call('GET', S[1]) or '0'), redis.call('LRANGE', S[2], 0, -1),
+               redis.call('HGETALL', S[3]), redis.call('HGETALL', S[4]), redis.call('HGETALL', S[5]),
+               redis.call('HGET', S[6], 'manual'), tonumber(redis.call('GET', S[7]) or '0'), balance[1], balance[2]}
+  for _, k in ipairs(reads) do out[#out + 1] = redis.call('HGETALL', k) end
+  return out
+end
+"""
+
+# KEYS version, script, maintenance, faults, faults:used, clock, generation, account; ARGV opening credits, opening
+# extra credits, then the resources' keys.
+_STATE = _STATE_FN + """
+local reads = {}
+for i = 3, #ARGV do reads[#reads + 1] = ARGV[i] end
+return state(KEYS, {ARGV[1], ARGV[2]}, reads, false)
+"""
+
+# One provider call in one step. KEYS as `_STATE`, then counters, jobs, jobs:due, due, journal, faults:times; ARGV[1]
+# what the call's decision relied on (JSON: version, pop, reads [[key, version]], faults [id], rate [[key, now,
+# limit, window, token]], opening [credits, extra], cost, gen), then the index cap, the records' ttl (ms), the
+# records, the jobs, the exchange and the journal's length as for `_COMMIT`. When all the decision relied on still
+# holds, it takes the script step, the fault's turn, the rate window's place and the charge, stores the records and
+# jobs and journals the exchange: {'ok', credits, extra, version}. Otherwise it changes nothing and answers the
+# fresh state (`_STATE_FN`), so that the worker decides the call again on it.
+_CALL = _STORE_RECORD + _STATE_FN + """
+local h = cjson.decode(ARGV[1])
+local reads = {}
+for _, r in ipairs(h.reads) do reads[#reads + 1] = r[1] end
+local function moved(full) return state(KEYS, h.opening, reads, full) end
+if h.gen ~= cjson.null and tonumber(redis.call('GET', KEYS[7]) or '0') ~= h.gen then return moved(false) end
+if tonumber(redis.call('GET', KEYS[1]) or '0') ~= h.version then return moved(false) end
+for _, r in ipairs(h.reads) do
+  if (redis.call('HGET', r[1], '_v') or '0') ~= r[2] then return moved(false) end
+end
+for _, id in ipairs(h.faults) do
+  local times = tonumber(redis.call('HGET', KEYS[14], id))
+  if not times or tonumber(redis.call('HGET', KEYS[5], id) or '0') >= times then return moved(false) end
+end
+for _, w in ipairs(h.rate) do
+  redis.call('ZREMRANGEBYSCORE', w[1], '-inf', tonumber(w[2]) - tonumber(w[4]))
+  if redis.call('ZCARD', w[1]) >= tonumber(w[3]) then return moved(w[1]) end
+end
+if redis.call('EXISTS', KEYS[8]) == 0 then
+  redis.call('HSET', KEYS[8], 'credits', h.opening[1], 'extra_credits', h.opening[2])
+end
+local c = tonumber(redis.call('HGET', KEYS[8], 'credits'))
+local e = tonumber(redis.call('HGET', KEYS[8], 'extra_credits'))
+local cost = tonumber(h.cost)
+if cost > 0 then
+  if c + e < cost then return moved(false) end
+  local from_extra = math.min(e, cost)
+  e = e - from_extra
+  c = c - (cost - from_extra)
+  redis.call('HSET', KEYS[8], 'credits', string.format('%.17g', c), 'extra_credits', string.format('%.17g', e))
+end
+local version = h.version
+if h.pop then
+  redis.call('LPOP', KEYS[2])
+  version = redis.call('INCR', KEYS[1])
+end
+for _, id in ipairs(h.faults) do redis.call('HINCRBY', KEYS[5], id, 1) end
+for _, w in ipairs(h.rate) do redis.call('ZADD', w[1], w[2], w[5]) end
+local cap, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
+local i = 4
+local records = tonumber(ARGV[i]); i = i + 1
+for _ = 1, records do
+  local key, index, id, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+  i = i + 4
+  store_record(key, index, id, n, i, cap, ttl, KEYS[9])
+  i = i + 2 * n
+end
+local jobs = tonumber(ARGV[i]); i = i + 1
+for _ = 1, jobs do
+  local id = 'job_' .. redis.call('HINCRBY', KEYS[9], 'job', 1)
+  redis.call('HSET', KEYS[10], id, ARGV[i + 1])
+  redis.call('HSET', KEYS[11], id, ARGV[i])
+  redis.call('ZADD', KEYS[12], ARGV[i], id)
+  i = i + 2
+end
+if ARGV[i] ~= '' then
+  local seq = redis.call('HINCRBY', KEYS[9], 'journal', 1)
+  redis.call('XADD', KEYS[13], 'MAXLEN', ARGV[i + 1], '*', 'seq', seq, 'e', ARGV[i])
+end
+return {'ok', string.format('%.17g', c), string.format('%.17g', e), version}
+"""
+
 # KEYS journal, counters; ARGV exchange JSON, max length. Returns the exchange's sequence number.
 _RECORD = """
 local seq = redis.call('HINCRBY', KEYS[2], 'journal', 1)
 redis.call('XADD', KEYS[1], 'MAXLEN', ARGV[2], '*', 'seq', seq, 'e', ARGV[1])
 return seq
-"""
-
-# KEYS script, maintenance, faults, faults:used, account, clock, generation, then the resources the call names;
-# ARGV opening credits, opening extra credits. What deciding one call reads, in one trip: {script step or false,
-# maintenance, faults, uses, credits, extra, the manual clock's instant or false, the generation, then each
-# resource's fields}.
-_CALL_STATE = """
-local step = redis.call('LPOP', KEYS[1])
-local records = {}
-for k = 8, #KEYS do records[#records + 1] = redis.call('HGETALL', KEYS[k]) end
-if redis.call('EXISTS', KEYS[5]) == 0 then
-  redis.call('HSET', KEYS[5], 'credits', ARGV[1], 'extra_credits', ARGV[2])
-end
-local balance = redis.call('HMGET', KEYS[5], 'credits', 'extra_credits')
-return {step or false, redis.call('HGETALL', KEYS[2]), redis.call('HGETALL', KEYS[3]), redis.call('HGETALL', KEYS[4]),
-        balance[1], balance[2], redis.call('HGET', KEYS[6], 'manual'), tonumber(redis.call('GET', KEYS[7]) or '0'),
-        unpack(records)}
 """
 
 # KEYS counters, generation; ARGV counter name, count. {generation, first id of the block}.
@@ -254,6 +329,36 @@ _FORWARD = """
 local current = tonumber(redis.call('HGET', KEYS[1], ARGV[1]))
 if not current or tonumber(ARGV[2]) > current then redis.call('HSET', KEYS[1], ARGV[1], ARGV[2]) end
 """
+
+
+class StateMoved(StaleIds):
+    """What a call's decision relied on changed before its step ran (another worker moved it): nothing was stored,
+    and the worker now holds the fresh state to decide the call again on."""
+
+
+@dataclass(slots=True)
+class _Control:
+    """A worker's copy of the control plane, as of `version` (every control-plane write moves the version)."""
+
+    version: int
+    script: list[str]
+    maintenance: dict[str, bool]
+    faults: list[Record]
+    clock: float | None
+    generation: int
+
+
+@dataclass(slots=True)
+class _Ticket:
+    """What one call's decision relied on, checked by the step that applies the call (`_CALL`)."""
+
+    provider: str
+    api_key: str
+    version: int
+    pop: bool
+    reads: list[tuple[str, str]]  # (key, version: '0' for a resource that did not exist)
+    faults: list[str] = field(default_factory=list)
+    rate: list[list[str]] = field(default_factory=list)
 
 
 def _dumps(value: Any) -> str:
@@ -300,7 +405,17 @@ class RedisStore(Store):
         self._claim = self._r.register_script(_CLAIM)
         self._record = self._r.register_script(_RECORD)
         self._forward = self._r.register_script(_FORWARD)
-        self._call_state = self._r.register_script(_CALL_STATE)
+        self._state = self._r.register_script(_STATE)
+        self._call = self._r.register_script(_CALL)
+        # One round trip per provider call: the call is decided on this worker's copy of the control plane, its
+        # balances and the resources it has read (each with its version), and the step that applies it checks
+        # that all it relied on still holds (`_CALL`); when not, it answers the fresh state and the call is decided
+        # again (a second trip, only then).
+        self._control: _Control | None = None
+        self._balances: dict[tuple[str, str], tuple[float, float]] = {}
+        self._records: OrderedDict[str, tuple[str, list[str]]] = OrderedDict()  # key -> (version, HGETALL)
+        self._full_windows: set[str] = set()  # rate windows a call found full: read for real until they admit
+        self._calls = threading.local()  # the ticket of the call being decided on this thread
         self._reclaim = self._r.register_script(_RECLAIM)
         self._commit = self._r.register_script(_COMMIT)
         self._reserve = self._r.register_script(_RESERVE)
@@ -321,7 +436,9 @@ class RedisStore(Store):
 
     def reset(self) -> None:
         self._new_generation(keys=[f"{PREFIX}counters", f"{PREFIX}generation"])
-        keep = {PREFIX + "clock", PREFIX + "generation", PREFIX + "counters"}  # the counters restarted above
+        # The counters restarted above; the versions of the control plane and of records only ever move forward,
+        # so a copy taken before the reset can never pass for a current one.
+        keep = {PREFIX + "clock", PREFIX + "generation", PREFIX + "counters", PREFIX + "version", PREFIX + "rv"}
         batch: list[str] = []
         for key in self._r.scan_iter(match=PREFIX + "*", count=1000):
             if key not in keep and not key.startswith(PREFIX + "alive:"):  # the clock and the workers' beats stay
@@ -331,6 +448,13 @@ class RedisStore(Store):
                 batch.clear()
         if batch:
             self._r.unlink(*batch)
+        self._moved()
+
+    def _moved(self) -> None:
+        """A control-plane write: every worker's copy (this one's too) is out of date from now on."""
+        self._r.incr(f"{PREFIX}version")
+        self._control = None
+        self._balances.clear()
 
     # -- resources ------------------------------------------------------------------------------------
     @staticmethod
@@ -339,12 +463,13 @@ class RedisStore(Store):
             return None
         if isinstance(fields, list):  # HGETALL through a script
             fields = _pairs(fields)
-        return {name: json.loads(value) for name, value in fields.items()}
+        return {name: json.loads(value) for name, value in fields.items() if name != "_v"}
 
     def put(self, kind: str, rid: str, record: Record) -> None:
         if not record:
             raise ValueError(f"{kind} {rid}: an empty record cannot be stored.")
         fields = [part for name, value in record.items() for part in (name, _dumps(value))]
+        self._records.pop(f"{PREFIX}res:{kind}:{rid}", None)
         self._put(keys=[f"{PREFIX}counters"], args=[f"{PREFIX}res:{kind}:{rid}", f"{PREFIX}idx:{kind}", rid,
                                                    len(record), *fields, self._cap, self._ttl_ms])
 
@@ -355,6 +480,7 @@ class RedisStore(Store):
         if not changes:
             return self.get(kind, rid)
         args = [part for name, value in changes.items() for part in (name, _dumps(value))]
+        self._records.pop(f"{PREFIX}res:{kind}:{rid}", None)
         return self._decode(self._update(keys=[f"{PREFIX}res:{kind}:{rid}"], args=args))
 
     def all(self, kind: str) -> list[Record]:
@@ -381,6 +507,7 @@ class RedisStore(Store):
     def set_balance(self, provider: str, api_key: str, credits: float, extra_credits: float = 0) -> Record:
         self._r.hset(f"{PREFIX}bal:{provider}:{api_key}",
                      mapping={"credits": repr(float(credits)), "extra_credits": repr(float(extra_credits))})
+        self._moved()  # a balance only grows through here: a worker's copy may be lower than the truth, never higher
         return {"credits": float(credits), "extra_credits": float(extra_credits)}
 
     def charge(self, provider: str, api_key: str, cost: float) -> Record | None:
@@ -390,6 +517,11 @@ class RedisStore(Store):
     def commit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
                jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None = None,
                generation: int | None = None) -> Record | None:
+        ticket = self._ticket(provider, api_key)
+        if ticket is not None:
+            return self._apply(ticket, cost, records, jobs, journal, generation)
+        for kind, rid, _record in records:
+            self._records.pop(f"{PREFIX}res:{kind}:{rid}", None)
         args: list[Any] = [*self._opening_args(api_key), repr(float(cost)), self._cap, self._ttl_ms, len(records)]
         for kind, rid, record in records:
             if not record:
@@ -413,11 +545,20 @@ class RedisStore(Store):
 
     # -- rate windows, scripted faults, maintenance ----------------------------------------------------------
     def rate_retry_after(self, key: str, now: float, limit: int, window: float) -> float | None:
-        wait = self._rate(keys=[f"{PREFIX}rate:{key}"], args=[repr(now), limit, repr(window), "", "check"])
+        full = f"{PREFIX}rate:{key}"
+        if self._ticket() is not None and full not in self._full_windows:
+            return None  # assumed to admit: the call's step counts it only if it has room (`_CALL`)
+        wait = self._rate(keys=[full], args=[repr(now), limit, repr(window), "", "check"])
+        if wait is None:
+            self._full_windows.discard(full)
         return None if wait is None else float(wait)
 
     def rate_hit(self, key: str, now: float, limit: int, window: float) -> bool:
         token = f"{now!r}:{os.urandom(8).hex()}"
+        ticket = self._ticket()
+        if ticket is not None:
+            ticket.rate.append([f"{PREFIX}rate:{key}", repr(now), str(limit), repr(window), token])
+            return True
         return bool(self._rate(keys=[f"{PREFIX}rate:{key}"], args=[repr(now), limit, repr(window), token, "hit"]))
 
     def add_fault(self, fault: Record) -> Record:
@@ -426,6 +567,7 @@ class RedisStore(Store):
         pipe.hset(f"{PREFIX}faults", stored["id"], _dumps(stored))
         pipe.hset(f"{PREFIX}faults:times", stored["id"], int(stored["times"]))
         pipe.execute()
+        self._moved()
         return stored
 
     def faults(self) -> list[Record]:
@@ -436,10 +578,15 @@ class RedisStore(Store):
         return _faults(bodies, used)
 
     def take_fault(self, fault_id: str) -> bool:
+        ticket = self._ticket()
+        if ticket is not None:  # the call's step takes the turn if one is left (`_CALL`)
+            ticket.faults.append(fault_id)
+            return True
         return bool(self._take_fault(keys=[f"{PREFIX}faults:times", f"{PREFIX}faults:used"], args=[fault_id]))
 
     def clear_faults(self) -> None:
         self._r.delete(f"{PREFIX}faults", f"{PREFIX}faults:times", f"{PREFIX}faults:used")
+        self._moved()
 
     def set_script(self, steps: list[Record]) -> None:
         pipe = self._r.pipeline(transaction=True)
@@ -447,9 +594,11 @@ class RedisStore(Store):
         if steps:
             pipe.rpush(f"{PREFIX}script", *(_dumps(step) for step in steps))
         pipe.execute()
+        self._moved()
 
     def pop_script(self) -> Record | None:
         step = self._r.lpop(f"{PREFIX}script")
+        self._moved()
         return None if step is None else json.loads(step)
 
     def script(self) -> list[Record]:
@@ -459,20 +608,94 @@ class RedisStore(Store):
         return {provider: on == "1" for provider, on in self._r.hgetall(f"{PREFIX}maintenance").items()}
 
     def call_state(self, provider: str, api_key: str, reads: list[tuple[str, str]] | None = None) -> CallState:
-        reads = reads or []
-        step, flags, bodies, used, credits, extra, clock, generation, *records = self._call_state(
-            keys=[f"{PREFIX}script", f"{PREFIX}maintenance", f"{PREFIX}faults", f"{PREFIX}faults:used",
-                  f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}clock", f"{PREFIX}generation",
-                  *(f"{PREFIX}res:{kind}:{rid}" for kind, rid in reads)], args=self._opening_args(api_key))
-        return CallState(None if step is None else json.loads(step),
-                         {name: on == "1" for name, on in _pairs(flags).items()},
-                         _faults(_pairs(bodies), _pairs(used)),
-                         {"credits": float(credits), "extra_credits": float(extra)},
-                         None if clock is None else float(clock),
-                         {read: self._decode(fields) for read, fields in zip(reads, records)}, int(generation))
+        keys = [f"{PREFIX}res:{kind}:{rid}" for kind, rid in reads or ()]
+        if self._control is None or (provider, api_key) not in self._balances or \
+                any(key not in self._records for key in keys):  # a first look: read it (a trip of its own)
+            self._install(provider, api_key, keys, self._state(keys=self._state_keys(provider, api_key),
+                                                               args=[*self._opening_args(api_key), *keys]))
+        control = self._control
+        assert control is not None
+        self._calls.ticket = _Ticket(provider, api_key, control.version, bool(control.script),
+                                     [(key, self._records[key][0]) for key in keys])
+        credits, extra = self._balances[(provider, api_key)]
+        records = {read: self._decode(self._records[key][1]) for read, key in zip(reads or (), keys)}
+        return CallState(json.loads(control.script[0]) if control.script else None, dict(control.maintenance),
+                         [dict(fault) for fault in control.faults], {"credits": credits, "extra_credits": extra},
+                         control.clock, records, control.generation)
+
+    def end_call(self) -> None:
+        self._calls.ticket = None
+
+    def _ticket(self, provider: str | None = None, api_key: str | None = None) -> _Ticket | None:
+        """The ticket of the call being decided (of that provider and key, when given), if any."""
+        ticket: _Ticket | None = getattr(self._calls, "ticket", None)
+        if ticket is None or (provider is not None and (ticket.provider, ticket.api_key) != (provider, api_key)):
+            return None
+        return ticket
+
+    def _state_keys(self, provider: str, api_key: str) -> list[str]:
+        return [f"{PREFIX}version", f"{PREFIX}script", f"{PREFIX}maintenance", f"{PREFIX}faults",
+                f"{PREFIX}faults:used", f"{PREFIX}clock", f"{PREFIX}generation", f"{PREFIX}bal:{provider}:{api_key}"]
+
+    RECORDS_KEPT = 10_000  # resources a worker remembers (with their versions) for the calls that name them
+
+    def _install(self, provider: str, api_key: str, keys: list[str], flat: list[Any]) -> None:
+        """Take the state `_STATE_FN` answered as this worker's copy."""
+        _moved, full, version, script, flags, bodies, used, clock, generation, credits, extra, *records = flat
+        if full:
+            self._full_windows.add(full)
+        self._control = _Control(int(version), list(script), {name: on == "1" for name, on in _pairs(flags).items()},
+                                 _faults(_pairs(bodies), _pairs(used)), None if clock is None else float(clock),
+                                 int(generation))
+        self._balances[(provider, api_key)] = (float(credits), float(extra))
+        for key, fields in zip(keys, records):
+            self._records[key] = (_pairs(fields).get("_v", "0"), fields)
+            self._records.move_to_end(key)
+        while len(self._records) > self.RECORDS_KEPT:
+            self._records.popitem(last=False)
+
+    def _apply(self, ticket: _Ticket, cost: float, records: list[tuple[str, str, Record]],
+               jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None,
+               generation: int | None) -> Record:
+        """The call in one step (`_CALL`); raises `StateMoved`, storing nothing, when what it relied on changed."""
+        self._calls.ticket = None  # one step per ticket: whatever else the call stores goes on its own
+        head = {"version": ticket.version, "pop": ticket.pop, "reads": ticket.reads, "faults": ticket.faults,
+                "rate": ticket.rate, "opening": self._opening_args(ticket.api_key), "cost": repr(float(cost)),
+                "gen": generation}
+        args: list[Any] = [_dumps(head), self._cap, self._ttl_ms, len(records)]
+        for kind, rid, record in records:
+            if not record:
+                raise ValueError(f"{kind} {rid}: an empty record cannot be stored.")
+            key = f"{PREFIX}res:{kind}:{rid}"
+            self._records.pop(key, None)
+            args += [key, f"{PREFIX}idx:{kind}", rid, len(record)]
+            for name, value in record.items():
+                args += [name, _dumps(value)]
+        args.append(len(jobs))
+        for due, job in jobs:
+            args += [repr(float(due)), _dumps(job)]
+        built = journal() if callable(journal) else journal
+        args += ["" if built is None else _dumps(built), self._journal_size]
+        found = self._call(keys=[*self._state_keys(ticket.provider, ticket.api_key), f"{PREFIX}counters",
+                                 f"{PREFIX}jobs", f"{PREFIX}jobs:due", f"{PREFIX}due", f"{PREFIX}journal",
+                                 f"{PREFIX}faults:times"], args=args)
+        if found[0] == "moved":
+            self._install(ticket.provider, ticket.api_key, [key for key, _version in ticket.reads], found)
+            raise StateMoved(f"version {ticket.version}: the state the call was decided on changed meanwhile.")
+        _ok, credits, extra, version = found
+        self._balances[(ticket.provider, ticket.api_key)] = (float(credits), float(extra))
+        control = self._control
+        if control is not None:
+            if ticket.pop and control.script:
+                control.script.pop(0)
+            control.version = int(version)
+            for fault in control.faults:
+                fault["used"] += ticket.faults.count(fault["id"])
+        return {"credits": float(credits), "extra_credits": float(extra)}
 
     def set_maintenance(self, provider: str, on: bool) -> None:
         self._r.hset(f"{PREFIX}maintenance", provider, "1" if on else "0")
+        self._moved()
 
     # -- counters and the shared clock ------------------------------------------------------------------------
     def next_id(self, name: str) -> int:
@@ -492,6 +715,7 @@ class RedisStore(Store):
     def set_clock_value(self, name: str, value: float) -> None:
         if name == "manual":  # workers advancing at once must not move each other's clock back
             self._forward(keys=[f"{PREFIX}clock"], args=[name, repr(float(value))])
+            self._moved()  # calls decide on the manual instant of the control plane's copy
         else:
             self._r.hset(f"{PREFIX}clock", name, repr(float(value)))
 
@@ -556,6 +780,10 @@ class RedisStore(Store):
 
     # -- journal ----------------------------------------------------------------------------------------
     def record(self, exchange: Record | Callable[[], Record]) -> None:
+        ticket = self._ticket()
+        if ticket is not None:  # a call that stores nothing is journaled in its own single step all the same
+            self._apply(ticket, 0.0, [], [], exchange, None)
+            return
         built = exchange() if callable(exchange) else exchange
         # _dumps escapes what UTF-8 cannot carry (lone surrogates), so a stored exchange can always be read back.
         self._record(keys=[f"{PREFIX}journal", f"{PREFIX}counters"], args=[_dumps(built), self._journal_size])
