@@ -237,7 +237,9 @@ def test_fixture_verifies_calls_and_lists_near_misses(pytester: pytest.Pytester)
     text = result.stdout.str()
     assert "expected uploadMusic with api_key='third-key' to be called 1 time(s); it was called 0 time(s)." in text
     assert "Near misses (newest last):" in text
-    misses = [line for line in text.splitlines() if "POST /api/v1/sonic/upload -> HTTP 200" in line]
+    # The failure as pytest shows it ("E" lines); with CI set, the short summary repeats it in full.
+    misses = [line for line in text.splitlines() if line.startswith("E ") and "POST /api/v1/sonic/upload -> HTTP 200"
+              in line]
     assert len(misses) == 2 and all("(differs: api_key)" in line for line in misses), text
 
 
