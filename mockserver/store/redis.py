@@ -38,7 +38,8 @@ from .base import CallState, Job, Record, StaleIds, Store
 
 PREFIX = "stemmock:"
 
-_STORE_RECORD = """
+# The Lua functions the scripts below share, put in front of each script that uses them.
+_LIB = """
 -- Store one record (key, index, id, then n field/value pairs from ARGV[at]): it expires after ttl ms (0: never),
 -- keeps its place in the index (ordered by creation), and the index keeps at most cap ids, the oldest going. Each
 -- write gives it a new version (`_v`, from a counter that outlives resets), which a call that read it can check.
@@ -57,10 +58,53 @@ local function store_record(key, index, id, n, at, cap, ttl, counters)
     end
   end
 end
+
+-- An account's balance, opened with the given credits when it does not exist yet.
+local function balance(key, credits, extra)
+  if redis.call('EXISTS', key) == 0 then
+    redis.call('HSET', key, 'credits', credits, 'extra_credits', extra)
+  end
+  return tonumber(redis.call('HGET', key, 'credits')), tonumber(redis.call('HGET', key, 'extra_credits'))
+end
+
+-- Take cost from the account, extra credits first: true and the new balance, or false (short: nothing is taken).
+local function charge(key, c, e, cost)
+  if c + e < cost then return false end
+  local from_extra = math.min(e, cost)
+  e = e - from_extra
+  c = c - (cost - from_extra)
+  redis.call('HSET', key, 'credits', string.format('%.17g', c), 'extra_credits', string.format('%.17g', e))
+  return true, c, e
+end
+
+-- Store what a call made, from ARGV[i]: its records (count, then per record: key, index key, id, field count,
+-- fields and values), its jobs (count, then per job: due, body), then journal its exchange ('' for none; then the
+-- journal's length).
+local function store_effects(i, cap, ttl, counters, jobs_key, jobs_due, due, journal)
+  local records = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, records do
+    local key, index, id, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
+    i = i + 4
+    store_record(key, index, id, n, i, cap, ttl, counters)
+    i = i + 2 * n
+  end
+  local jobs = tonumber(ARGV[i]); i = i + 1
+  for _ = 1, jobs do
+    local id = 'job_' .. redis.call('HINCRBY', counters, 'job', 1)
+    redis.call('HSET', jobs_key, id, ARGV[i + 1])
+    redis.call('HSET', jobs_due, id, ARGV[i])
+    redis.call('ZADD', due, ARGV[i], id)
+    i = i + 2
+  end
+  if ARGV[i] ~= '' then
+    local seq = redis.call('HINCRBY', counters, 'journal', 1)
+    redis.call('XADD', journal, 'MAXLEN', ARGV[i + 1], '*', 'seq', seq, 'e', ARGV[i])
+  end
+end
 """
 
 # KEYS counters; ARGV key, index, id, field count, fields and values, cap, ttl (ms): one record stored.
-_PUT = _STORE_RECORD + """
+_PUT = _LIB + """
 local n = tonumber(ARGV[4])
 store_record(ARGV[1], ARGV[2], ARGV[3], n, 5, tonumber(ARGV[5 + 2 * n]), tonumber(ARGV[6 + 2 * n]), KEYS[1])
 """
@@ -74,21 +118,15 @@ return redis.call('HGETALL', KEYS[1])
 
 # KEYS[1] account; ARGV opening credits, opening extra credits, cost ('' to only read). Returns
 # {ok, credits, extra_credits}: ok = 0 when the balance is short (nothing is taken).
-_ACCOUNT = """
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'credits', ARGV[1], 'extra_credits', ARGV[2])
-end
-local c = tonumber(redis.call('HGET', KEYS[1], 'credits'))
-local e = tonumber(redis.call('HGET', KEYS[1], 'extra_credits'))
+_ACCOUNT = _LIB + """
+local c, e = balance(KEYS[1], ARGV[1], ARGV[2])
 local cost = tonumber(ARGV[3])
 if cost and cost > 0 then
-  if c + e < cost then
+  local ok, c2, e2 = charge(KEYS[1], c, e, cost)
+  if not ok then
     return {0, string.format('%.17g', c), string.format('%.17g', e)}
   end
-  local from_extra = math.min(e, cost)
-  e = e - from_extra
-  c = c - (cost - from_extra)
-  redis.call('HSET', KEYS[1], 'credits', string.format('%.17g', c), 'extra_credits', string.format('%.17g', e))
+  c, e = c2, e2
 end
 return {1, string.format('%.17g', c), string.format('%.17g', e)}
 """
@@ -166,45 +204,19 @@ return out
 # (count, then per job: due, body), then the exchange to journal ('' for none), the journal's length and the
 # generation of the call's ids ('' for any). Charges, stores and journals all of it, or (balance short) nothing:
 # returns false; or (the store was reset since the ids were reserved) nothing: returns {'stale'}.
-_COMMIT = _STORE_RECORD + """
+_COMMIT = _LIB + """
 local tail = #ARGV
 if ARGV[tail] ~= '' and tonumber(redis.call('GET', KEYS[7]) or '0') ~= tonumber(ARGV[tail]) then
   return {'stale'}
 end
-if redis.call('EXISTS', KEYS[1]) == 0 then
-  redis.call('HSET', KEYS[1], 'credits', ARGV[1], 'extra_credits', ARGV[2])
-end
-local c = tonumber(redis.call('HGET', KEYS[1], 'credits'))
-local e = tonumber(redis.call('HGET', KEYS[1], 'extra_credits'))
+local c, e = balance(KEYS[1], ARGV[1], ARGV[2])
 local cost = tonumber(ARGV[3])
 if cost > 0 then
-  if c + e < cost then return false end
-  local from_extra = math.min(e, cost)
-  e = e - from_extra
-  c = c - (cost - from_extra)
-  redis.call('HSET', KEYS[1], 'credits', string.format('%.17g', c), 'extra_credits', string.format('%.17g', e))
+  local ok, c2, e2 = charge(KEYS[1], c, e, cost)
+  if not ok then return false end
+  c, e = c2, e2
 end
-local cap, ttl = tonumber(ARGV[4]), tonumber(ARGV[5])
-local i = 6
-local records = tonumber(ARGV[i]); i = i + 1
-for _ = 1, records do
-  local key, index, id, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
-  store_record(key, index, id, n, i, cap, ttl, KEYS[2])
-  i = i + 2 * n
-end
-local jobs = tonumber(ARGV[i]); i = i + 1
-for _ = 1, jobs do
-  local id = 'job_' .. redis.call('HINCRBY', KEYS[2], 'job', 1)
-  redis.call('HSET', KEYS[3], id, ARGV[i + 1])
-  redis.call('HSET', KEYS[4], id, ARGV[i])
-  redis.call('ZADD', KEYS[5], ARGV[i], id)
-  i = i + 2
-end
-if ARGV[i] ~= '' then
-  local seq = redis.call('HINCRBY', KEYS[2], 'journal', 1)
-  redis.call('XADD', KEYS[6], 'MAXLEN', ARGV[i + 1], '*', 'seq', seq, 'e', ARGV[i])
-end
+store_effects(6, tonumber(ARGV[4]), tonumber(ARGV[5]), KEYS[2], KEYS[3], KEYS[4], KEYS[5], KEYS[6])
 return {string.format('%.17g', c), string.format('%.17g', e)}
 """
 
@@ -242,7 +254,7 @@ return state(KEYS, {ARGV[1], ARGV[2]}, reads, false)
 # holds, it takes the script step, the fault's turn, the rate window's place and the charge, stores the records and
 # jobs and journals the exchange: {'ok', credits, extra, version}. Otherwise it changes nothing and answers the
 # fresh state (`_STATE_FN`), so that the worker decides the call again on it.
-_CALL = _STORE_RECORD + _STATE_FN + """
+_CALL = _LIB + _STATE_FN + """
 local h = cjson.decode(ARGV[1])
 local reads = {}
 for _, r in ipairs(h.reads) do reads[#reads + 1] = r[1] end
@@ -260,18 +272,12 @@ for _, w in ipairs(h.rate) do
   redis.call('ZREMRANGEBYSCORE', w[1], '-inf', tonumber(w[2]) - tonumber(w[4]))
   if redis.call('ZCARD', w[1]) >= tonumber(w[3]) then return moved(w[1]) end
 end
-if redis.call('EXISTS', KEYS[8]) == 0 then
-  redis.call('HSET', KEYS[8], 'credits', h.opening[1], 'extra_credits', h.opening[2])
-end
-local c = tonumber(redis.call('HGET', KEYS[8], 'credits'))
-local e = tonumber(redis.call('HGET', KEYS[8], 'extra_credits'))
+local c, e = balance(KEYS[8], h.opening[1], h.opening[2])
 local cost = tonumber(h.cost)
 if cost > 0 then
-  if c + e < cost then return moved(false) end
-  local from_extra = math.min(e, cost)
-  e = e - from_extra
-  c = c - (cost - from_extra)
-  redis.call('HSET', KEYS[8], 'credits', string.format('%.17g', c), 'extra_credits', string.format('%.17g', e))
+  local ok, c2, e2 = charge(KEYS[8], c, e, cost)
+  if not ok then return moved(false) end
+  c, e = c2, e2
 end
 local version = h.version
 if h.pop then
@@ -280,27 +286,7 @@ if h.pop then
 end
 for _, id in ipairs(h.faults) do redis.call('HINCRBY', KEYS[5], id, 1) end
 for _, w in ipairs(h.rate) do redis.call('ZADD', w[1], w[2], w[5]) end
-local cap, ttl = tonumber(ARGV[2]), tonumber(ARGV[3])
-local i = 4
-local records = tonumber(ARGV[i]); i = i + 1
-for _ = 1, records do
-  local key, index, id, n = ARGV[i], ARGV[i + 1], ARGV[i + 2], tonumber(ARGV[i + 3])
-  i = i + 4
-  store_record(key, index, id, n, i, cap, ttl, KEYS[9])
-  i = i + 2 * n
-end
-local jobs = tonumber(ARGV[i]); i = i + 1
-for _ = 1, jobs do
-  local id = 'job_' .. redis.call('HINCRBY', KEYS[9], 'job', 1)
-  redis.call('HSET', KEYS[10], id, ARGV[i + 1])
-  redis.call('HSET', KEYS[11], id, ARGV[i])
-  redis.call('ZADD', KEYS[12], ARGV[i], id)
-  i = i + 2
-end
-if ARGV[i] ~= '' then
-  local seq = redis.call('HINCRBY', KEYS[9], 'journal', 1)
-  redis.call('XADD', KEYS[13], 'MAXLEN', ARGV[i + 1], '*', 'seq', seq, 'e', ARGV[i])
-end
+store_effects(4, tonumber(ARGV[2]), tonumber(ARGV[3]), KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13])
 return {'ok', string.format('%.17g', c), string.format('%.17g', e), version}
 """
 
