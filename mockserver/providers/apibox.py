@@ -11,6 +11,7 @@ import base64
 import hashlib
 import hmac
 import json
+from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
 from ..files import audio, covers
@@ -56,6 +57,17 @@ def _fail_task(task: dict[str, Any], outcome: str | None, table: dict[str, tuple
         *_, code, message = table[outcome]
         task.update(outcome=outcome, failed=True, error_code=code, error_message=message)
 
+
+
+def _start(ctx: Context, task: dict[str, Any], failed_message: str, failures: dict[str, tuple[Any, ...]],
+           schedule: Callable[[Any, dict[str, Any]], None]) -> Reply:
+    """Store a new task in the state it was told to end in, schedule its stages and answer its id."""
+    if ctx.scenario == "callback_fails":
+        task.update(failed=True, error_code=500, error_message=failed_message)
+    _fail_task(task, ctx.task_outcome, failures)
+    ctx.store.put("apibox_task", task["id"], task)
+    schedule(ctx.scheduler, task)
+    return Reply({**SUCCESS, "data": {"taskId": task["id"]}})
 
 # -- generation -----------------------------------------------------------------------------------------
 def generation_status(task: dict[str, Any], now: float) -> str:
@@ -143,12 +155,7 @@ def generate(ctx: Context) -> Reply:
                        "complete": now + d.generate_complete},
             "param": json.dumps(body, ensure_ascii=False, separators=(",", ":")), "tracks": tracks,
             "callback_url": body.get("callBackUrl"), "scenario": ctx.scenario}
-    if ctx.scenario == "callback_fails":
-        task.update(failed=True, error_code=500, error_message="Audio generation failed.")
-    _fail_task(task, ctx.task_outcome, FAILURES)
-    ctx.store.put("apibox_task", task_id, task)
-    schedule_generation(ctx.scheduler, task)
-    return Reply({**SUCCESS, "data": {"taskId": task_id}})
+    return _start(ctx, task, "Audio generation failed.", FAILURES, schedule_generation)
 
 
 STATUS_OUTCOMES = {"CREATE_TASK_FAILED": "create_task_failed", "GENERATE_AUDIO_FAILED": "generate_audio_failed",
@@ -237,12 +244,7 @@ def vocal_removal(ctx: Context) -> Reply:
             "done_at": now + ctx.config.durations.vocal_removal, "base_url": ctx.base_url,
             "type": body.get("type", "separate_vocal"), **origin,
             "callback_url": body.get("callBackUrl"), "scenario": ctx.scenario}
-    if ctx.scenario == "callback_fails":
-        task.update(failed=True, error_code=500, error_message="Vocal separation failed")
-    _fail_task(task, ctx.task_outcome, SEPARATION_FAILURES)
-    ctx.store.put("apibox_task", task_id, task)
-    schedule_separation(ctx.scheduler, task)
-    return Reply({**SUCCESS, "data": {"taskId": task_id}})
+    return _start(ctx, task, "Vocal separation failed", SEPARATION_FAILURES, schedule_separation)
 
 
 @action("apibox.vocal_removal_record_info", reads=reads_field("apibox_task", "query", "taskId"))
