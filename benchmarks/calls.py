@@ -77,8 +77,9 @@ async def requests(app: Any) -> dict[str, tuple[str, bytes, int]]:
     }
 
 
-async def main(calls: int, repeat: int, only: str | None = None, floor: bool = True) -> dict[str, Any]:
-    config = MockConfig(clock="manual", default_credits=1e12,
+async def main(calls: int, repeat: int, only: str | None = None, floor: bool = True,
+               store: str = "memory") -> dict[str, Any]:
+    config = MockConfig(clock="manual", default_credits=1e12, store=store,
                         rate_limits={"apibox": {"work": None, "poll": None}})  # as the load rows: no api.box window
     app = create_app(config)
     found: dict[str, Any] = {}
@@ -100,6 +101,7 @@ if __name__ == "__main__":
     parser.add_argument("--repeat", type=int, default=3)
     parser.add_argument("--only", help="one request by name (e.g. 'valid VOX'), for profiling")
     parser.add_argument("--no-floor", action="store_true", help="time the mock only")
+    parser.add_argument("--store", default="memory", help="memory (default) or a Redis URL (flushed: use a spare db)")
     args = parser.parse_args()
-    for name, row in asyncio.run(main(args.calls, args.repeat, args.only, not args.no_floor)).items():
+    for name, row in asyncio.run(main(args.calls, args.repeat, args.only, not args.no_floor, args.store)).items():
         print(f"{name:15s} mock {row['mock_us']:7.1f} µs/call   floor {row['floor_us']:5.1f} µs/call")

@@ -175,6 +175,8 @@ class Mock:
             # read. A record built now (or a closure over the parts) would leave a score of objects per call for
             # the garbage collector to walk again and again until the journal drops them: pauses of several ms
             # under load. Every part is encoded now, so that reading it back never fails.
+            if self.clock.unpinned():  # refused before deciding: the instant from the worker's copy, checked
+                self.clock.pin(self.store.quiet_call(op.provider.name, req.api_key))
             exchange = self._exchange(op, req, violations, outcome, status, headers, raw)
             if effect.pending is not None and not self.effects.commit(effect.pending, exchange):
                 # The balance changed between decide and commit (another worker spent it): refused, nothing kept.

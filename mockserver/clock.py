@@ -76,6 +76,10 @@ class Clock:
         if instant is not None and self.mode == "manual" and self._store is not None and pinned == []:
             pinned.append(instant)
 
+    def unpinned(self) -> bool:
+        """Inside `pinned()`, whether a shared manual clock has not been read for the call yet."""
+        return self.mode == "manual" and self._store is not None and _PINNED.get() == []
+
     def unpin(self) -> None:
         """Inside `pinned()`, forget the call's instant: the call is decided again on a fresh read of the state."""
         pinned = _PINNED.get()

@@ -391,9 +391,18 @@ def test_serve_refuses_many_workers_on_memory_and_an_unreachable_store(tmp_path:
     assert bad.returncode == 2 and "expected 'memory' or a Redis URL" in bad.stderr
 
 
-CALLS = {  # call -> (provider, credits it costs)
-    "vox": ("musicapi", 1), "upload": ("musicapi", 2), "generate": ("apibox", 10),
-    "vocal-separation": ("apibox", 10), "record-info": ("apibox", 0)}
+CALLS = {  # call -> (provider, credits it costs, status)
+    "vox": ("musicapi", 1, 200), "upload": ("musicapi", 2, 200), "generate": ("apibox", 10, 200),
+    "vocal-separation": ("apibox", 10, 200), "record-info": ("apibox", 0, 200),
+    "vox-refused": ("musicapi", 0, 400), "vocal-separation-refused": ("apibox", 0, 200)}
+
+
+def _command_name(command: Any) -> str:
+    """The command a packed RESP buffer (or list of buffers) sends, and its first argument."""
+    raw = command.encode() if isinstance(command, str) else command if isinstance(command, bytes) else \
+        b"".join(part if isinstance(part, bytes) else bytes(part) for part in command)
+    lines = raw[:200].split(b"\r\n")
+    return " ".join(part.decode(errors="replace") for part in lines[2:5:2])
 
 
 @pytest.mark.parametrize("call", list(CALLS))
@@ -401,21 +410,18 @@ def test_a_provider_call_on_redis_makes_one_round_trip(redis_url: str, monkeypat
                                                        call: str) -> None:
     """A provider call makes one round trip: it is decided on the worker's copy of the control plane, balance and
     the resource it names, and one step checks all of it still holds, charges, stores what it made and its callback
-    jobs and journals it. Ids come from a block reserved beforehand. Each charges once."""
+    jobs and journals it. Ids come from a block reserved beforehand. Each charges once. A refused call (invalid body,
+    or a vocal separation naming a task that does not exist) is journaled in one step too. Trips are counted where
+    every command and pipeline leaves for the server: the connection's write."""
     from mockserver import MockConfig, create_app
 
-    provider, cost = CALLS[call]
+    provider, cost, expected = CALLS[call]
     trips: list[str] = []
-    command = redis.Redis.execute_command
-    execute = redis.client.Pipeline.execute
+    send = redis.connection.AbstractConnection.send_packed_command
 
-    def counted_command(self: redis.Redis, *args: Any, **options: Any) -> Any:
-        trips.append(" ".join(str(a) for a in args[:3]))
-        return command(self, *args, **options)
-
-    def counted_execute(self: Any, *args: Any, **options: Any) -> Any:
-        trips.append("pipeline")
-        return execute(self, *args, **options)
+    def counted_send(self: Any, command: Any, *args: Any, **options: Any) -> Any:
+        trips.append(_command_name(command))
+        return send(self, command, *args, **options)
 
     async def work() -> tuple[int, float, int]:
         app = create_app(MockConfig(store=redis_url, clock="manual", rate_limits={"apibox": {"work": None}}))
@@ -427,6 +433,7 @@ def test_a_provider_call_on_redis_makes_one_round_trip(redis_url: str, monkeypat
                     "clip_id"]
                 calls = {"vox": ("POST", "/api/v1/sonic/vox", {"clip_id": clip, "vocal_start_s": 0,
                                                                "vocal_end_s": 5}),
+                         "vox-refused": ("POST", "/api/v1/sonic/vox", {"clip_id": 12, "vocal_start_s": 0}),
                          "upload": ("POST", "/api/v1/sonic/upload", {"url": "https://example.com/b.mp3"})}
                 credits = "/api/v1/get-credits"
             else:
@@ -438,6 +445,9 @@ def test_a_provider_call_on_redis_makes_one_round_trip(redis_url: str, monkeypat
                 calls = {"vocal-separation": ("POST", "/api/v1/vocal-removal/generate", {
                     "taskId": gen, "audioId": info["response"]["sunoData"][0]["id"], "type": "separate_vocal",
                     "callBackUrl": "http://127.0.0.1:9/sep"}),
+                    "vocal-separation-refused": ("POST", "/api/v1/vocal-removal/generate", {
+                        "taskId": "0" * 32, "audioId": "0" * 32, "type": "separate_vocal",
+                        "callBackUrl": "http://127.0.0.1:9/sep"}),
                     "generate": ("POST", "/api/v1/generate", generate),
                     "record-info": ("GET", f"/api/v1/generate/record-info?taskId={gen}", None)}
                 credits = "/api/v1/generate/credit"
@@ -450,16 +460,18 @@ def test_a_provider_call_on_redis_makes_one_round_trip(redis_url: str, monkeypat
                 return float(answer["credits"] if provider == "musicapi" else answer["data"])
 
             before, journaled = await balance(), (await c.get("/__mock/journal")).json()["exchanges"][-1]["seq"]
-            monkeypatch.setattr(redis.Redis, "execute_command", counted_command)
-            monkeypatch.setattr(redis.client.Pipeline, "execute", counted_execute)
-            status = (await c.request(method, path, json=body)).status_code
+            monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted_send)
+            answer = await c.request(method, path, json=body)
             monkeypatch.undo()
             after = await balance()
             entries = (await c.get("/__mock/journal")).json()["exchanges"]
         app.state.mock.store.close()
-        return status, before - after, entries[-1]["seq"] - journaled
+        return answer.status_code, answer.json(), before - after, entries[-1]["seq"] - journaled
 
-    assert asyncio.run(work()) == (200, cost, 2)  # the call and the balance read after it are journaled
+    status, answer, spent, journaled = asyncio.run(work())
+    assert (status, spent, journaled) == (expected, cost, 2), answer  # the call and the balance read after it
+    if call == "vocal-separation-refused":
+        assert answer["code"] != 200, answer
     assert len(trips) == 1, trips
     assert trips[0].startswith("EVALSHA"), trips
 

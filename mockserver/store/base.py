@@ -179,6 +179,12 @@ class Store(ABC):
         return CallState(self.pop_script(), self.maintenance(), self.faults(), self.balance(provider, api_key),
                          None, {(kind, rid): self.get(kind, rid) for kind, rid in reads or ()})
 
+    def quiet_call(self, provider: str, api_key: str | None) -> float | None:
+        """A call answered without reading the state (refused before it was decided) is about to be journaled: the
+        shared manual clock's instant as this worker last read it (None: read the clock as usual). A store on a
+        server then checks, in the journal's own step, that the instant is still current (one round trip)."""
+        return None
+
     def end_call(self) -> None:
         """The call `call_state` read for is answered: what it relied on is no longer checked (a shared store)."""
 

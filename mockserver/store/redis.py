@@ -32,7 +32,9 @@ from collections.abc import Callable
 from dataclasses import dataclass, field
 from typing import Any
 
+import orjson
 import redis
+import redis.exceptions
 
 from .base import CallState, Job, Record, StaleIds, Store
 
@@ -272,12 +274,17 @@ for _, w in ipairs(h.rate) do
   redis.call('ZREMRANGEBYSCORE', w[1], '-inf', tonumber(w[2]) - tonumber(w[4]))
   if redis.call('ZCARD', w[1]) >= tonumber(w[3]) then return moved(w[1]) end
 end
-local c, e = balance(KEYS[8], h.opening[1], h.opening[2])
 local cost = tonumber(h.cost)
+local c, e
 if cost > 0 then
-  local ok, c2, e2 = charge(KEYS[8], c, e, cost)
+  local ok
+  c, e = balance(KEYS[8], h.opening[1], h.opening[2])
+  ok, c, e = charge(KEYS[8], c, e, cost)
   if not ok then return moved(false) end
-  c, e = c2, e2
+  c, e = string.format('%.17g', c), string.format('%.17g', e)
+else  -- nothing to take: the balance as it stands (false for an account never opened, which stays unopened)
+  local b = redis.call('HMGET', KEYS[8], 'credits', 'extra_credits')
+  c, e = b[1], b[2]
 end
 local version = h.version
 if h.pop then
@@ -287,7 +294,7 @@ end
 for _, id in ipairs(h.faults) do redis.call('HINCRBY', KEYS[5], id, 1) end
 for _, w in ipairs(h.rate) do redis.call('ZADD', w[1], w[2], w[5]) end
 store_effects(4, tonumber(ARGV[2]), tonumber(ARGV[3]), KEYS[9], KEYS[10], KEYS[11], KEYS[12], KEYS[13])
-return {'ok', string.format('%.17g', c), string.format('%.17g', e), version}
+return {'ok', c, e, version}
 """
 
 # KEYS journal, counters; ARGV exchange JSON, max length. Returns the exchange's sequence number.
@@ -347,8 +354,66 @@ class _Ticket:
     rate: list[list[str]] = field(default_factory=list)
 
 
-def _dumps(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), default=str)
+def _dumps(value: Any) -> bytes:
+    """Compact JSON of a value to store. orjson where it can (several times faster); what it refuses (a lone
+    surrogate, integers beyond 64 bits, keys that are not strings) is written by json, with what UTF-8 cannot carry
+    escaped, so that a stored value can always be read back. A NaN or infinity is stored as null, as in memory."""
+    try:
+        return orjson.dumps(value, default=str)
+    except TypeError:  # orjson.JSONEncodeError
+        return json.dumps(value, separators=(",", ":"), default=str).encode()
+
+
+def _resp(args: list[Any]) -> bytes:
+    """One command in Redis' wire protocol (RESP): an array of bulk strings."""
+    parts = [b"*%d\r\n" % len(args)]
+    for arg in args:
+        raw = arg if isinstance(arg, bytes) else str(arg).encode("utf-8", "surrogatepass")
+        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
+    return b"".join(parts)
+
+
+class _Line:
+    """One connection kept for the call step, which every provider call makes: the command written as one packed
+    buffer and the answer read by redis-py's parser (hiredis when installed). redis-py's general path (the pool,
+    the command table, argument encoding) costs more CPU than the round trip itself."""
+
+    def __init__(self, client: redis.Redis) -> None:
+        self._client = client
+        self._conn: Any = None
+        self._lock = threading.Lock()
+
+    def evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
+        packed = _resp(["EVALSHA", script.sha, len(keys), *keys, *args])
+        with self._lock:
+            for attempt in range(3):
+                if self._conn is None:
+                    self._conn = self._client.connection_pool.make_connection()
+                try:
+                    self._conn.send_packed_command([packed])  # checks the connection first when idle for 30 s
+                except (redis.ConnectionError, redis.TimeoutError):
+                    self._conn.disconnect()  # not sent: safe to send again on a new connection
+                    if attempt == 2:
+                        raise
+                    continue
+                try:
+                    return self._conn.read_response()  # a lost answer is not retried: the step may have run
+                except redis.exceptions.NoScriptError:  # the server was restarted or its scripts flushed
+                    if attempt == 2:
+                        raise
+                    self._client.script_load(script.script)
+        raise AssertionError("unreachable")
+
+    def close(self) -> None:
+        with self._lock:
+            if self._conn is not None:
+                self._conn.disconnect()
+                self._conn = None
+
+
+def _copy(stored: bytes | None) -> Record | None:
+    """A fresh copy of a record a worker keeps as JSON (`_dumps`)."""
+    return None if stored is None else json.loads(stored) if b"\\ud" in stored else orjson.loads(stored)
 
 
 def _pairs(flat: list[str]) -> dict[str, str]:
@@ -393,13 +458,16 @@ class RedisStore(Store):
         self._forward = self._r.register_script(_FORWARD)
         self._state = self._r.register_script(_STATE)
         self._call = self._r.register_script(_CALL)
+        self._line = _Line(self._r)  # the connection the call steps go through
+        self._openings: dict[str, list[str]] = {}
         # One round trip per provider call: the call is decided on this worker's copy of the control plane, its
         # balances and the resources it has read (each with its version), and the step that applies it checks
         # that all it relied on still holds (`_CALL`); when not, it answers the fresh state and the call is decided
         # again (a second trip, only then).
         self._control: _Control | None = None
         self._balances: dict[tuple[str, str], tuple[float, float]] = {}
-        self._records: OrderedDict[str, tuple[str, list[str]]] = OrderedDict()  # key -> (version, HGETALL)
+        # key -> (version, the record as stored JSON: a fresh copy for each call costs one orjson.loads)
+        self._records: OrderedDict[str, tuple[str, bytes | None]] = OrderedDict()
         self._full_windows: set[str] = set()  # rate windows a call found full: read for real until they admit
         self._calls = threading.local()  # the ticket of the call being decided on this thread
         self._reclaim = self._r.register_script(_RECLAIM)
@@ -418,6 +486,7 @@ class RedisStore(Store):
             raise redis.ConnectionError(f"cannot reach the store at {self.url}: {exc}") from exc
 
     def close(self) -> None:
+        self._line.close()
         self._r.close()
 
     def reset(self) -> None:
@@ -478,8 +547,13 @@ class RedisStore(Store):
 
     # -- credits ----------------------------------------------------------------------------------------
     def _opening_args(self, api_key: str) -> list[str]:
-        opening = self._opening.get(api_key, self._default)
-        return [repr(float(opening["credits"])), repr(float(opening.get("extra_credits", 0)))]
+        found = self._openings.get(api_key)
+        if found is None:
+            opening = self._opening.get(api_key, self._default)
+            found = [repr(float(opening["credits"])), repr(float(opening.get("extra_credits", 0)))]
+            if len(self._openings) < 10_000:
+                self._openings[api_key] = found
+        return found
 
     def _account(self, provider: str, api_key: str, cost: float | None) -> tuple[bool, Record]:
         ok, credits, extra = self._account_script(
@@ -520,9 +594,9 @@ class RedisStore(Store):
             args += [repr(float(due)), _dumps(job)]
         built = journal() if callable(journal) else journal
         args += ["" if built is None else _dumps(built), self._journal_size, "" if generation is None else generation]
-        found = self._commit(keys=[f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}counters", f"{PREFIX}jobs",
-                                   f"{PREFIX}jobs:due", f"{PREFIX}due", f"{PREFIX}journal", f"{PREFIX}generation"],
-                             args=args)
+        found = self._line.evalsha(self._commit, [f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}counters",
+                                                  f"{PREFIX}jobs", f"{PREFIX}jobs:due", f"{PREFIX}due",
+                                                  f"{PREFIX}journal", f"{PREFIX}generation"], args)
         if not found:
             return None
         if found[0] == "stale":
@@ -597,17 +671,28 @@ class RedisStore(Store):
         keys = [f"{PREFIX}res:{kind}:{rid}" for kind, rid in reads or ()]
         if self._control is None or (provider, api_key) not in self._balances or \
                 any(key not in self._records for key in keys):  # a first look: read it (a trip of its own)
-            self._install(provider, api_key, keys, self._state(keys=self._state_keys(provider, api_key),
-                                                               args=[*self._opening_args(api_key), *keys]))
+            self._install(provider, api_key, keys, self._line.evalsha(
+                self._state, self._state_keys(provider, api_key), [*self._opening_args(api_key), *keys]))
         control = self._control
         assert control is not None
         self._calls.ticket = _Ticket(provider, api_key, control.version, bool(control.script),
                                      [(key, self._records[key][0]) for key in keys])
         credits, extra = self._balances[(provider, api_key)]
-        records = {read: self._decode(self._records[key][1]) for read, key in zip(reads or (), keys)}
+        records = {read: _copy(self._records[key][1]) for read, key in zip(reads or (), keys)}
         return CallState(json.loads(control.script[0]) if control.script else None, dict(control.maintenance),
                          [dict(fault) for fault in control.faults], {"credits": credits, "extra_credits": extra},
                          control.clock, records, control.generation)
+
+    def quiet_call(self, provider: str, api_key: str | None) -> float | None:
+        if self._ticket() is not None:
+            return None
+        if self._control is None:
+            self.call_state(provider, api_key or "")
+        control = self._control
+        assert control is not None
+        # The journal's step checks the control version (the instant with it) and takes no script step.
+        self._calls.ticket = _Ticket(provider, api_key or "", control.version, False, [])
+        return control.clock
 
     def end_call(self) -> None:
         self._calls.ticket = None
@@ -618,6 +703,9 @@ class RedisStore(Store):
         if ticket is None or (provider is not None and (ticket.provider, ticket.api_key) != (provider, api_key)):
             return None
         return ticket
+
+    _CALL_KEYS = [f"{PREFIX}counters", f"{PREFIX}jobs", f"{PREFIX}jobs:due", f"{PREFIX}due", f"{PREFIX}journal",
+                  f"{PREFIX}faults:times"]
 
     def _state_keys(self, provider: str, api_key: str) -> list[str]:
         return [f"{PREFIX}version", f"{PREFIX}script", f"{PREFIX}maintenance", f"{PREFIX}faults",
@@ -635,7 +723,9 @@ class RedisStore(Store):
                                  int(generation))
         self._balances[(provider, api_key)] = (float(credits), float(extra))
         for key, fields in zip(keys, records):
-            self._records[key] = (_pairs(fields).get("_v", "0"), fields)
+            pairs = _pairs(fields)
+            decoded = self._decode(pairs)
+            self._records[key] = (pairs.get("_v", "0"), None if decoded is None else _dumps(decoded))
             self._records.move_to_end(key)
         while len(self._records) > self.RECORDS_KEPT:
             self._records.popitem(last=False)
@@ -662,14 +752,16 @@ class RedisStore(Store):
             args += [repr(float(due)), _dumps(job)]
         built = journal() if callable(journal) else journal
         args += ["" if built is None else _dumps(built), self._journal_size]
-        found = self._call(keys=[*self._state_keys(ticket.provider, ticket.api_key), f"{PREFIX}counters",
-                                 f"{PREFIX}jobs", f"{PREFIX}jobs:due", f"{PREFIX}due", f"{PREFIX}journal",
-                                 f"{PREFIX}faults:times"], args=args)
+        found = self._line.evalsha(self._call, [*self._state_keys(ticket.provider, ticket.api_key), *self._CALL_KEYS],
+                                   args)
         if found[0] == "moved":
             self._install(ticket.provider, ticket.api_key, [key for key, _version in ticket.reads], found)
             raise StateMoved(f"version {ticket.version}: the state the call was decided on changed meanwhile.")
         _ok, credits, extra, version = found
-        self._balances[(ticket.provider, ticket.api_key)] = (float(credits), float(extra))
+        if credits is None:  # an account never opened (nothing was taken): its opening balance
+            credits, extra = self._opening_args(ticket.api_key)
+        else:
+            self._balances[(ticket.provider, ticket.api_key)] = (float(credits), float(extra))
         control = self._control
         if control is not None:
             if ticket.pop and control.script:
@@ -772,7 +864,7 @@ class RedisStore(Store):
             return
         built = exchange() if callable(exchange) else exchange
         # _dumps escapes what UTF-8 cannot carry (lone surrogates), so a stored exchange can always be read back.
-        self._record(keys=[f"{PREFIX}journal", f"{PREFIX}counters"], args=[_dumps(built), self._journal_size])
+        self._line.evalsha(self._record, [f"{PREFIX}journal", f"{PREFIX}counters"], [_dumps(built), self._journal_size])
 
     def journal(self, limit: int | None = None, operation: str | None = None) -> list[Record]:
         if limit and operation is None:
