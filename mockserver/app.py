@@ -140,9 +140,9 @@ class Mock:
         # One call is one instant: a shared clock is read once for it, not once per use.
         if self.store.shared:
             with self.clock.pinned():
-                status, raw, headers, outcome = self._answer(op, req)
+                status, raw, headers, outcome = await self._answer(op, req)
         else:
-            status, raw, headers, outcome = self._answer(op, req)
+            status, raw, headers, outcome = await self._answer(op, req)
         if self.config.access_log:
             peer = f"{client[0]}:{client[1]}" if client else "-"
             query = "&".join(f"{k}={v}" for k, v in req.query.items())
@@ -158,8 +158,8 @@ class Mock:
 
     ATTEMPTS = 8  # how often a call is decided again because other workers moved the state under it
 
-    def _answer(self, op: Operation, req: MockRequest, attempt: int = 1) -> tuple[int, bytes, dict[str, str],
-                                                                                  Outcome]:
+    async def _answer(self, op: Operation, req: MockRequest, attempt: int = 1) -> tuple[int, bytes,
+                                                                                        dict[str, str], Outcome]:
         """(status, encoded body, headers, outcome) of one call, journaled."""
         try:
             action = self.actions.get(op.action) if op.action else None
@@ -178,15 +178,15 @@ class Mock:
             if self.clock.unpinned():  # refused before deciding: the instant from the worker's copy, checked
                 self.clock.pin(self.store.quiet_call(op.provider.name, req.api_key))
             exchange = self._exchange(op, req, violations, outcome, status, headers, raw)
-            if effect.pending is not None and not self.effects.commit(effect.pending, exchange):
+            if effect.pending is not None and not await self.effects.commit(effect.pending, exchange):
                 # The balance changed between decide and commit (another worker spent it): refused, nothing kept.
                 effect = self.effects.spent(op)
                 outcome = effect.outcome
                 status, body, headers = render(op, outcome, None)
                 raw = body if isinstance(body, bytes) else encode(body)
-                self.store.record(self._exchange(op, req, violations, outcome, status, headers, raw))
+                await self.store.arecord(self._exchange(op, req, violations, outcome, status, headers, raw))
             elif effect.pending is None:
-                self.store.record(exchange)
+                await self.store.arecord(exchange)
             if effect.jobs:                                                             # 7 schedule
                 self.scheduler.wake()
         except StaleIds as exc:
@@ -197,7 +197,7 @@ class Mock:
             self.clock.unpin()
             if attempt >= self.ATTEMPTS:
                 return self._failed(op, req, exc)
-            return self._answer(op, req, attempt + 1)
+            return await self._answer(op, req, attempt + 1)
         except Exception as exc:  # never a bare 500: the provider's own server error, and the cause journaled
             self.store.end_call()
             return self._failed(op, req, exc)  # nothing the call made was committed: nothing to roll back
@@ -316,7 +316,7 @@ def create_app(config: MockConfig | None = None, *, specs: list[Spec] | None = N
                 log.info("shutting down before %d task stages: %s", len(stages), shown)
             await mock.deliveries.flush(mock.config.callbacks.grace)  # logs the task ids still owed a callback
         await mock.deliveries.close()
-        mock.store.close()
+        await mock.store.aclose()
 
     routes = [
         Route("/files/{rest:path}", mock.files.serve, methods=["GET", "HEAD"]),

@@ -99,11 +99,11 @@ class Effects:
         reply, raw, pending = self._run(action, ctx, outcome.cost)
         return Effect(outcome, (reply.status, raw, dict(reply.headers)), bool(pending and pending.jobs), pending)
 
-    def commit(self, pending: Commit, journal: Any) -> bool:
+    async def commit(self, pending: Commit, journal: Any) -> bool:
         """Store what the call made, its charge and its journal entry in one step; False: the balance was spent
         by a concurrent call, and nothing was stored or journaled."""
-        return self.store.commit(pending.provider, pending.api_key, pending.cost, pending.records, pending.jobs,
-                                 journal, pending.generation) is not None
+        return await self.store.acommit(pending.provider, pending.api_key, pending.cost, pending.records,
+                                        pending.jobs, journal, pending.generation) is not None
 
     def _run(self, action: Action, ctx: Context, cost: float) -> tuple[Any, bytes, Commit | None]:
         """(reply, encoded body, what to commit: None when the call wrote, queued and cost nothing) of the action,

@@ -423,6 +423,14 @@ def test_a_provider_call_on_redis_makes_one_round_trip(redis_url: str, monkeypat
         trips.append(_command_name(command))
         return send(self, command, *args, **options)
 
+    from mockserver.store import lines
+    write = lines._Protocol._write
+
+    def counted_write(self: Any) -> None:  # the event loop's connection: one write may carry several steps
+        if self._out:
+            trips.append(" + ".join(_command_name(packed) for packed in self._out))
+        write(self)
+
     async def work() -> tuple[int, float, int]:
         app = create_app(MockConfig(store=redis_url, clock="manual", rate_limits={"apibox": {"work": None}}))
         async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mock",
@@ -461,6 +469,7 @@ def test_a_provider_call_on_redis_makes_one_round_trip(redis_url: str, monkeypat
 
             before, journaled = await balance(), (await c.get("/__mock/journal")).json()["exchanges"][-1]["seq"]
             monkeypatch.setattr(redis.connection.AbstractConnection, "send_packed_command", counted_send)
+            monkeypatch.setattr(lines._Protocol, "_write", counted_write)
             answer = await c.request(method, path, json=body)
             monkeypatch.undo()
             after = await balance()

@@ -47,6 +47,10 @@ class Store(ABC):
     def close(self) -> None:
         """Release connections; the state itself stays where it is."""
 
+    async def aclose(self) -> None:
+        """`close`, from the event loop (a store with event-loop connections closes them too)."""
+        self.close()
+
     # -- resources ------------------------------------------------------------------------------------
     @abstractmethod
     def put(self, kind: str, rid: str, record: Record) -> None: ...
@@ -83,6 +87,12 @@ class Store(ABC):
         it made exists, and what it made exists only if it was paid for. A shared store raises `StaleIds`, storing
         nothing, when `generation` (that of the block the call's ids came from) is not the store's own.
         """
+
+    async def acommit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
+                      jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None = None,
+                      generation: int | None = None) -> Record | None:
+        """`commit` from the event loop: a store on a server sends the steps of calls that overlap together."""
+        return self.commit(provider, api_key, cost, records, jobs, journal, generation)
 
     # -- rate windows, scripted faults, maintenance ----------------------------------------------------------
     @abstractmethod
@@ -198,6 +208,10 @@ class Store(ABC):
 
         The builder must capture its values when it is made (time included): it may run long after.
         """
+
+    async def arecord(self, exchange: Record | Callable[[], Record]) -> None:
+        """`record` from the event loop (see `acommit`)."""
+        self.record(exchange)
 
     @abstractmethod
     def journal(self, limit: int | None = None, operation: str | None = None) -> list[Record]:

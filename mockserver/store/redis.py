@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import json
 import os
-import threading
+import contextvars
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -34,9 +34,9 @@ from typing import Any
 
 import orjson
 import redis
-import redis.exceptions
 
 from .base import CallState, Job, Record, StaleIds, Store
+from .lines import Line, Packer, Pipe
 
 PREFIX = "stemmock:"
 
@@ -352,6 +352,7 @@ class _Ticket:
     reads: list[tuple[str, str]]  # (key, version: '0' for a resource that did not exist)
     faults: list[str] = field(default_factory=list)
     rate: list[list[str]] = field(default_factory=list)
+    basis: Any = None  # the copy of the control plane the call was decided on
 
 
 def _dumps(value: Any) -> bytes:
@@ -362,53 +363,6 @@ def _dumps(value: Any) -> bytes:
         return orjson.dumps(value, default=str)
     except TypeError:  # orjson.JSONEncodeError
         return json.dumps(value, separators=(",", ":"), default=str).encode()
-
-
-def _resp(args: list[Any]) -> bytes:
-    """One command in Redis' wire protocol (RESP): an array of bulk strings."""
-    parts = [b"*%d\r\n" % len(args)]
-    for arg in args:
-        raw = arg if isinstance(arg, bytes) else str(arg).encode("utf-8", "surrogatepass")
-        parts.append(b"$%d\r\n%s\r\n" % (len(raw), raw))
-    return b"".join(parts)
-
-
-class _Line:
-    """One connection kept for the call step, which every provider call makes: the command written as one packed
-    buffer and the answer read by redis-py's parser (hiredis when installed). redis-py's general path (the pool,
-    the command table, argument encoding) costs more CPU than the round trip itself."""
-
-    def __init__(self, client: redis.Redis) -> None:
-        self._client = client
-        self._conn: Any = None
-        self._lock = threading.Lock()
-
-    def evalsha(self, script: Any, keys: list[str], args: list[Any]) -> Any:
-        packed = _resp(["EVALSHA", script.sha, len(keys), *keys, *args])
-        with self._lock:
-            for attempt in range(3):
-                if self._conn is None:
-                    self._conn = self._client.connection_pool.make_connection()
-                try:
-                    self._conn.send_packed_command([packed])  # checks the connection first when idle for 30 s
-                except (redis.ConnectionError, redis.TimeoutError):
-                    self._conn.disconnect()  # not sent: safe to send again on a new connection
-                    if attempt == 2:
-                        raise
-                    continue
-                try:
-                    return self._conn.read_response()  # a lost answer is not retried: the step may have run
-                except redis.exceptions.NoScriptError:  # the server was restarted or its scripts flushed
-                    if attempt == 2:
-                        raise
-                    self._client.script_load(script.script)
-        raise AssertionError("unreachable")
-
-    def close(self) -> None:
-        with self._lock:
-            if self._conn is not None:
-                self._conn.disconnect()
-                self._conn = None
 
 
 def _copy(stored: bytes | None) -> Record | None:
@@ -458,7 +412,9 @@ class RedisStore(Store):
         self._forward = self._r.register_script(_FORWARD)
         self._state = self._r.register_script(_STATE)
         self._call = self._r.register_script(_CALL)
-        self._line = _Line(self._r)  # the connection the call steps go through
+        packer = Packer()
+        self._line = Line(self._r, packer)  # steps made outside the event loop, or while it waits for nothing else
+        self._pipe = Pipe(url, self._r, self._line, packer)  # the event loop's: overlapping calls' steps go together
         self._openings: dict[str, list[str]] = {}
         # One round trip per provider call: the call is decided on this worker's copy of the control plane, its
         # balances and the resources it has read (each with its version), and the step that applies it checks
@@ -469,7 +425,10 @@ class RedisStore(Store):
         # key -> (version, the record as stored JSON: a fresh copy for each call costs one orjson.loads)
         self._records: OrderedDict[str, tuple[str, bytes | None]] = OrderedDict()
         self._full_windows: set[str] = set()  # rate windows a call found full: read for real until they admit
-        self._calls = threading.local()  # the ticket of the call being decided on this thread
+        # The ticket of the call being decided in this context: each request runs in its own task, so calls that
+        # overlap in one worker (one waits for its step while another is decided) each keep their own.
+        self._calls: contextvars.ContextVar[_Ticket | None] = contextvars.ContextVar(f"ticket-{id(self)}",
+                                                                                   default=None)
         self._reclaim = self._r.register_script(_RECLAIM)
         self._commit = self._r.register_script(_COMMIT)
         self._reserve = self._r.register_script(_RESERVE)
@@ -488,6 +447,10 @@ class RedisStore(Store):
     def close(self) -> None:
         self._line.close()
         self._r.close()
+
+    async def aclose(self) -> None:
+        await self._pipe.aclose()
+        self.close()
 
     def reset(self) -> None:
         self._new_generation(keys=[f"{PREFIX}counters", f"{PREFIX}generation"])
@@ -675,8 +638,8 @@ class RedisStore(Store):
                 self._state, self._state_keys(provider, api_key), [*self._opening_args(api_key), *keys]))
         control = self._control
         assert control is not None
-        self._calls.ticket = _Ticket(provider, api_key, control.version, bool(control.script),
-                                     [(key, self._records[key][0]) for key in keys])
+        self._calls.set(_Ticket(provider, api_key, control.version, bool(control.script),
+                                [(key, self._records[key][0]) for key in keys], basis=control))
         credits, extra = self._balances[(provider, api_key)]
         records = {read: _copy(self._records[key][1]) for read, key in zip(reads or (), keys)}
         return CallState(json.loads(control.script[0]) if control.script else None, dict(control.maintenance),
@@ -691,15 +654,15 @@ class RedisStore(Store):
         control = self._control
         assert control is not None
         # The journal's step checks the control version (the instant with it) and takes no script step.
-        self._calls.ticket = _Ticket(provider, api_key or "", control.version, False, [])
+        self._calls.set(_Ticket(provider, api_key or "", control.version, False, [], basis=control))
         return control.clock
 
     def end_call(self) -> None:
-        self._calls.ticket = None
+        self._calls.set(None)
 
     def _ticket(self, provider: str | None = None, api_key: str | None = None) -> _Ticket | None:
         """The ticket of the call being decided (of that provider and key, when given), if any."""
-        ticket: _Ticket | None = getattr(self._calls, "ticket", None)
+        ticket = self._calls.get()
         if ticket is None or (provider is not None and (ticket.provider, ticket.api_key) != (provider, api_key)):
             return None
         return ticket
@@ -734,7 +697,21 @@ class RedisStore(Store):
                jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None,
                generation: int | None) -> Record:
         """The call in one step (`_CALL`); raises `StateMoved`, storing nothing, when what it relied on changed."""
-        self._calls.ticket = None  # one step per ticket: whatever else the call stores goes on its own
+        return self._applied(ticket, self._line.evalsha(self._call, *self._step(ticket, cost, records, jobs, journal,
+                                                                                  generation)))
+
+    async def _aapply(self, ticket: _Ticket, cost: float, records: list[tuple[str, str, Record]],
+                      jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None,
+                      generation: int | None) -> Record:
+        """`_apply` through the event loop's pipe: the steps of calls that overlap go out together."""
+        step = self._step(ticket, cost, records, jobs, journal, generation)
+        return self._applied(ticket, await self._pipe.evalsha(self._call, *step))
+
+    def _step(self, ticket: _Ticket, cost: float, records: list[tuple[str, str, Record]],
+              jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None,
+              generation: int | None) -> tuple[list[str], list[Any]]:
+        """The keys and arguments of the call's step (`_CALL`)."""
+        self._calls.set(None)  # one step per ticket: whatever else the call stores goes on its own
         head = {"version": ticket.version, "pop": ticket.pop, "reads": ticket.reads, "faults": ticket.faults,
                 "rate": ticket.rate, "opening": self._opening_args(ticket.api_key), "cost": repr(float(cost)),
                 "gen": generation}
@@ -752,8 +729,10 @@ class RedisStore(Store):
             args += [repr(float(due)), _dumps(job)]
         built = journal() if callable(journal) else journal
         args += ["" if built is None else _dumps(built), self._journal_size]
-        found = self._line.evalsha(self._call, [*self._state_keys(ticket.provider, ticket.api_key), *self._CALL_KEYS],
-                                   args)
+        return [*self._state_keys(ticket.provider, ticket.api_key), *self._CALL_KEYS], args
+
+    def _applied(self, ticket: _Ticket, found: list[Any]) -> Record:
+        """Take the step's answer into this worker's copy: the new balance, or (`StateMoved`) the fresh state."""
         if found[0] == "moved":
             self._install(ticket.provider, ticket.api_key, [key for key, _version in ticket.reads], found)
             raise StateMoved(f"version {ticket.version}: the state the call was decided on changed meanwhile.")
@@ -763,7 +742,12 @@ class RedisStore(Store):
         else:
             self._balances[(ticket.provider, ticket.api_key)] = (float(credits), float(extra))
         control = self._control
-        if control is not None:
+        if control is not None and (ticket.pop or ticket.faults):
+            if control is not ticket.basis or control.version != ticket.version:
+                # The copy was read again while this step was on its way (a call that overlapped it): whether that
+                # read saw this step's script pop and fault turns is unknown, so the copy is read afresh.
+                self._control = None
+                return {"credits": float(credits), "extra_credits": float(extra)}
             if ticket.pop and control.script:
                 control.script.pop(0)
             control.version = int(version)
@@ -857,6 +841,21 @@ class RedisStore(Store):
         return int(self._r.zcard(f"{PREFIX}due"))
 
     # -- journal ----------------------------------------------------------------------------------------
+    async def acommit(self, provider: str, api_key: str, cost: float, records: list[tuple[str, str, Record]],
+                      jobs: list[tuple[float, Record]], journal: Record | Callable[[], Record] | None = None,
+                      generation: int | None = None) -> Record | None:
+        ticket = self._ticket(provider, api_key)
+        if ticket is None:
+            return self.commit(provider, api_key, cost, records, jobs, journal, generation)
+        return await self._aapply(ticket, cost, records, jobs, journal, generation)
+
+    async def arecord(self, exchange: Record | Callable[[], Record]) -> None:
+        ticket = self._ticket()
+        if ticket is None:
+            self.record(exchange)
+        else:
+            await self._aapply(ticket, 0.0, [], [], exchange, None)
+
     def record(self, exchange: Record | Callable[[], Record]) -> None:
         ticket = self._ticket()
         if ticket is not None:  # a call that stores nothing is journaled in its own single step all the same
