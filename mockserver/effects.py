@@ -105,6 +105,11 @@ class Effects:
         return await self.store.acommit(pending.provider, pending.api_key, pending.cost, pending.records,
                                         pending.jobs, journal, pending.generation) is not None
 
+    def commit_now(self, pending: Commit, journal: Any) -> bool:
+        """`commit`, from within a step that cannot wait (an example answered with real ids)."""
+        return self.store.commit(pending.provider, pending.api_key, pending.cost, pending.records, pending.jobs,
+                                 journal, pending.generation) is not None
+
     def _run(self, action: Action, ctx: Context, cost: float) -> tuple[Any, bytes, Commit | None]:
         """(reply, encoded body, what to commit: None when the call wrote, queued and cost nothing) of the action,
         which runs against a store that holds its writes."""
@@ -145,7 +150,7 @@ class Effects:
         cost = float(self.costs[op.provider.name].get(key, 0)) if key else 0.0
         ctx.example = body
         reply, _raw, pending = self._run(action, ctx, cost)
-        if pending is not None and not self.commit(pending, None):  # answered as written, journaled apart
+        if pending is not None and not self.commit_now(pending, None):  # answered as written, journaled apart
             return None
         outcome.cost = cost
         return Effect(outcome, (status, adopt_ids(body, reply.body), {}), bool(pending and pending.jobs))
