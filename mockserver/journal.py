@@ -4,7 +4,11 @@ from __future__ import annotations
 
 import functools
 import hashlib
+import json
+from collections.abc import Callable
 from typing import Any
+
+import orjson
 
 from .request import BAD_JSON, NO_BODY, MockRequest, printable
 from .store import codec
@@ -59,12 +63,25 @@ class Exchange(tuple):  # type: ignore[type-arg]
         return str(self[1].operation_id)
 
     def __call__(self) -> dict[str, Any]:
+        return self._record(codec.loads)
+
+    def encoded(self) -> bytes:
+        """The record as JSON, for a store that keeps it encoded: the parts the mock encoded itself (the answer,
+        the request headers) are embedded as they are, not read and written again. What orjson cannot write (a
+        lone surrogate, an integer beyond 64 bits) is written by json, escaped."""
+        try:
+            return orjson.dumps(self._record(orjson.Fragment), default=str)
+        except TypeError:  # orjson.JSONEncodeError
+            return json.dumps(self(), separators=(",", ":"), default=str).encode()
+
+    def _record(self, own: Callable[[bytes], Any]) -> dict[str, Any]:
+        """The record, with `own` applied to the parts the mock encoded itself."""
         now, op, method, path, api_key, query, body, violations, outcome, status, headers, raw, request_headers = self
         return {
             "time": now, "operation": op.operation_id, "provider": op.provider.name,
             "method": method, "path": path, "api_key": redact(api_key),
-            "request": {"query": query, "headers": codec.loads(request_headers),
+            "request": {"query": query, "headers": own(request_headers),
                         "body": None if body is None else codec.loads(body)},
             "violations": [v.as_dict() for v in violations], "outcome": outcome.as_dict(),
-            "response": {"status": status, "headers": dict(headers), "body": codec.loads(raw)},
+            "response": {"status": status, "headers": dict(headers), "body": own(raw)},
         }

@@ -30,7 +30,7 @@ import contextvars
 from collections import OrderedDict
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
+from typing import Any, cast
 
 import orjson
 import redis
@@ -365,6 +365,16 @@ def _dumps(value: Any) -> bytes:
         return json.dumps(value, separators=(",", ":"), default=str).encode()
 
 
+def _journaled(exchange: Record | Callable[[], Record] | None) -> bytes | str:
+    """An exchange as the journal stores it ('' for none): encoded by the exchange itself when it can."""
+    if exchange is None:
+        return ""
+    encoded = getattr(exchange, "encoded", None)
+    if encoded is not None:
+        return cast(bytes, encoded())
+    return _dumps(exchange() if callable(exchange) else exchange)
+
+
 def _copy(stored: bytes | None) -> Record | None:
     """A fresh copy of a record a worker keeps as JSON (`_dumps`)."""
     return None if stored is None else json.loads(stored) if b"\\ud" in stored else orjson.loads(stored)
@@ -555,8 +565,7 @@ class RedisStore(Store):
         args.append(len(jobs))
         for due, job in jobs:
             args += [repr(float(due)), _dumps(job)]
-        built = journal() if callable(journal) else journal
-        args += ["" if built is None else _dumps(built), self._journal_size, "" if generation is None else generation]
+        args += [_journaled(journal), self._journal_size, "" if generation is None else generation]
         found = self._line.evalsha(self._commit, [f"{PREFIX}bal:{provider}:{api_key}", f"{PREFIX}counters",
                                                   f"{PREFIX}jobs", f"{PREFIX}jobs:due", f"{PREFIX}due",
                                                   f"{PREFIX}journal", f"{PREFIX}generation"], args)
@@ -727,8 +736,7 @@ class RedisStore(Store):
         args.append(len(jobs))
         for due, job in jobs:
             args += [repr(float(due)), _dumps(job)]
-        built = journal() if callable(journal) else journal
-        args += ["" if built is None else _dumps(built), self._journal_size]
+        args += [_journaled(journal), self._journal_size]
         return [*self._state_keys(ticket.provider, ticket.api_key), *self._CALL_KEYS], args
 
     def _applied(self, ticket: _Ticket, found: list[Any]) -> Record:
@@ -861,9 +869,9 @@ class RedisStore(Store):
         if ticket is not None:  # a call that stores nothing is journaled in its own single step all the same
             self._apply(ticket, 0.0, [], [], exchange, None)
             return
-        built = exchange() if callable(exchange) else exchange
-        # _dumps escapes what UTF-8 cannot carry (lone surrogates), so a stored exchange can always be read back.
-        self._line.evalsha(self._record, [f"{PREFIX}journal", f"{PREFIX}counters"], [_dumps(built), self._journal_size])
+        # Written escaping what UTF-8 cannot carry (lone surrogates), so a stored exchange can always be read back.
+        self._line.evalsha(self._record, [f"{PREFIX}journal", f"{PREFIX}counters"],
+                           [_journaled(exchange), self._journal_size])
 
     def journal(self, limit: int | None = None, operation: str | None = None) -> list[Record]:
         if limit and operation is None:
