@@ -33,7 +33,7 @@ from .procs import (
     versions,
 )
 from .report import Report
-from .shared import shared_rows
+from .shared import redis_soak_rows, shared_rows
 
 HERE = Path(__file__).resolve().parent
 CONNECTIONS = (16, 64)
@@ -51,10 +51,11 @@ class Plan:
     callbacks: int
     asgi_seconds: float
     startup_runs: int
+    redis_soak: int  # vocal-removal calls through 2 workers on Redis (used_memory past max_tasks)
 
 
-QUICK = Plan("quick", 2, 1, 200_000, 10_000, 150, 10_000, 2, 3)
-FULL = Plan("full", 10, 2, 1_000_000, 10_000, 400, 10_000, 5, 3)
+QUICK = Plan("quick", 2, 1, 200_000, 10_000, 150, 10_000, 2, 3, 150_000)
+FULL = Plan("full", 10, 2, 1_000_000, 10_000, 400, 10_000, 5, 3, 300_000)
 
 
 def mib(kib: int) -> float:
@@ -173,9 +174,12 @@ def load_rows(report: Report, plan: Plan, config: Path, log_dir: Path) -> list[C
     return rows
 
 
-def soak(server: Server, case: Case, plan: Plan, rate: float) -> dict[str, Any]:
-    """RSS idle, after `soak_base` VOX calls, then at four steps up to `soak_requests` (16 connections)."""
+def soak(server: Server, case: Case, plan: Plan, rate: float, charged: bool = True) -> dict[str, Any]:
+    """RSS idle, after `soak_base` calls, then at four steps up to `soak_requests` (16 connections); and whether
+    every call was charged (each one answered with a task, not an error in a 200)."""
     url = server.url + case.path
+    counted = charged and case.cost is not None
+    before = cases.balance(server.url, case.cost[0]) if counted and case.cost else 0.0
     series, sent, spent = [(0, server.rss_kib())], 0, 0.0
     steps = [plan.soak_base, *(plan.soak_base + (plan.soak_requests - plan.soak_base) * i // 4 for i in (1, 2, 3, 4))]
     for target in steps:
@@ -184,7 +188,8 @@ def soak(server: Server, case: Case, plan: Plan, rate: float) -> dict[str, Any]:
         more, took, rate = load.send_count(url, case.body, target - sent, 16, rate, plan.soak_time_cap - spent)
         sent, spent = sent + more, spent + took
         series.append((sent, server.rss_kib()))
-    return {"series": series, "sent": sent, "seconds": spent}
+    paid = (before - cases.balance(server.url, case.cost[0])) / case.cost[1] if counted and case.cost else None
+    return {"series": series, "sent": sent, "seconds": spent, "charged": paid}
 
 
 SOAKS = {"vox": 0, "vocal-removal": 1}  # the soak's request: index into the rows (vocal removal makes a task)
@@ -195,7 +200,7 @@ def memory_rows(report: Report, plan: Plan, config: Path, log_dir: Path, rows: l
     index = SOAKS[which]
     vox = rows[index]
     mock, fresh = started_mock(config, log_dir, "stemmock-soak")
-    vox_fresh = fresh[index]
+    vox_fresh = fresh[index] if which == "vox" else cases.SOAK
     rates = [row.mock for row in report.rows if row.metric.startswith(vox.name) and row.unit == "req/s"]
     floors = [row.floor for row in report.rows if row.metric.startswith(vox.name) and row.unit == "req/s"]
     try:
@@ -204,7 +209,7 @@ def memory_rows(report: Report, plan: Plan, config: Path, log_dir: Path, rows: l
         mock.stop()
     floor = start_floor(vox, log_dir, "floor-soak")
     try:
-        floor_soak = soak(floor, vox, plan, rate=(floors[0] if floors else None) or 1000)
+        floor_soak = soak(floor, vox, plan, rate=(floors[0] if floors else None) or 1000, charged=False)
     finally:
         floor.stop()
     (_, m_idle), (m_base_n, m_base), *_, (m_n, m_end) = mock_soak["series"]
@@ -217,6 +222,9 @@ def memory_rows(report: Report, plan: Plan, config: Path, log_dir: Path, rows: l
                f"within 20% of the {plan.soak_base:,}-call value ({growth:+.1%})", abs(growth) <= 0.2)
     if m_n < plan.soak_requests:
         report.notes.append(f"The soak was cut at its time cap: {m_n:,} of {plan.soak_requests:,} calls sent.")
+    if mock_soak["charged"] is not None and mock_soak["charged"] < mock_soak["sent"]:
+        report.notes.append(f"CHECK FAILED: the soak sent {mock_soak['sent']:,} calls and only "
+                            f"{mock_soak['charged']:,.0f} were charged (the others were refused).")
     def series(soaked: dict[str, Any]) -> str:
         return ", ".join(f"{n:,}: {mib(k):.1f}" for n, k in soaked["series"]) + \
             f" ({soaked['sent'] / soaked['seconds']:,.0f} calls/s, wrk's idle tail after each count included)"
@@ -272,6 +280,8 @@ def run_phases(report: Report, plan: Plan, log_dir: Path, only: str | None = Non
         with CpuWatch() as whole:
             print("shared store (Redis, 2 workers) ...", flush=True)
             shared_rows(report, plan.load_seconds, plan.warmup_seconds, config, log_dir)
+            print("Redis soak ...", flush=True)
+            redis_soak_rows(report, plan.redis_soak, plan.soak_time_cap, config, log_dir)
         report.foreign_cores = whole.foreign_cores
         return
     if only == "soak":
@@ -295,6 +305,8 @@ def run_phases(report: Report, plan: Plan, log_dir: Path, only: str | None = Non
         asgi_rows(report, plan)
         print("shared store (Redis, 2 workers) ...", flush=True)
         shared_rows(report, plan.load_seconds, plan.warmup_seconds, config, log_dir)
+        print("Redis soak ...", flush=True)
+        redis_soak_rows(report, plan.redis_soak, plan.soak_time_cap, config, log_dir)
     report.foreign_cores = whole.foreign_cores
 
 

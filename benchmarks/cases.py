@@ -72,6 +72,13 @@ def prepare(url: str) -> list[Case]:
     return cases
 
 
+# The soaks' call: a vocal separation of an audio URL makes a task of its own, so it keeps succeeding however many
+# tasks retention dropped (one of a generation's tracks would stop once the generation itself is dropped).
+SOAK = Case("`POST /api/v1/vocal-removal/generate` (audioUrl)", "/api/v1/vocal-removal/generate",
+            json.dumps({"audioUrl": "https://example.com/bench.mp3", "type": "separate_vocal",
+                        "callBackUrl": UNUSED_CALLBACK}), 200, cost=("apibox", 10))
+
+
 def balance(url: str, provider: str) -> float:
     """The key's live balance on one provider (to count the successes a run was charged for)."""
     with httpx.Client(base_url=url, headers=AUTH, timeout=30) as c:

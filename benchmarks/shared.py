@@ -116,3 +116,43 @@ def shared_rows(report: Report, seconds: float, warmup: float, config: Path, log
         f"Shared store: both servers pinned to core {SERVER_CORE} (the Redis row's {WORKERS} workers and its "
         "redis-server share it), wrk on the load core; every VOX answer on Redis was charged exactly once "
         "(credits checked after each run)." if not problems else "CHECK FAILED: " + "; ".join(problems))
+
+
+def redis_soak_rows(report: Report, calls: int, time_cap: float, config: Path, log_dir: Path) -> None:
+    """Vocal-removal calls (each makes a task and queues its callback job) through 2 workers on Redis: redis-server's
+    `used_memory` after 10,000 calls, just past the default `retention.max_tasks` (100,000), and after `calls`.
+    The manual clock never moves, so no job falls due: only retention keeps the tasks and their jobs bounded."""
+    redis_server, store = start_redis(ensure_tool("redis-server", "redis-server"), log_dir)
+    try:
+        shared = start_shared_mock(config, log_dir, store)
+        try:
+            case = cases.SOAK
+            before = cases.balance(shared.url, "apibox")
+            url, client = shared.url + case.path, redis.Redis.from_url(store)
+            steps, series, sent, spent, rate = [10_000, 110_000, calls], [], 0, 0.0, 3000.0
+            for target in steps:
+                if target <= sent or spent >= time_cap:
+                    continue
+                more, took, rate = load.send_count(url, case.body, target - sent, 16, rate, time_cap - spent)
+                sent, spent = sent + more, spent + took
+                info = client.info("memory")
+                jobs = client.zcard("stemmock:due")
+                series.append((sent, info["used_memory"] / 2**20, jobs))
+            client.close()
+            charged = (before - cases.balance(shared.url, "apibox")) / 10
+        finally:
+            shared.stop()
+    finally:
+        redis_server.stop()
+    for n, used, jobs in series:
+        report.add(f"Redis used_memory after {n:,} vocal-removal calls (2 workers; {jobs:,} jobs queued)", round(used, 1),
+                   None, "MiB")
+    if len(series) >= 3:
+        (_, past_cap, _), (n_end, end, _) = series[1], series[-1]
+        growth = end / past_cap - 1
+        report.add(f"Redis used_memory after {n_end:,} calls against {series[1][0]:,} (past max_tasks)", round(end, 1),
+                   round(past_cap, 1), "MiB", f"within 20% ({growth:+.1%})", abs(growth) <= 0.2)
+    if sent < calls:
+        report.notes.append(f"The Redis soak was cut at its time cap: {sent:,} of {calls:,} calls sent.")
+    if charged < sent:
+        report.notes.append(f"CHECK FAILED: the Redis soak sent {sent:,} calls and only {charged:,.0f} were charged.")

@@ -159,7 +159,8 @@ class Deliveries:
         if scenario == "callback_late":
             delay = self.config.callbacks.late_delay
             self.store.update("delivery", delivery["id"], {"next_attempt_at": self.clock.now() + delay})
-            self.scheduler.after(delay, "attempt", delivery["id"], label=f"late {delivery['id']}")
+            self.scheduler.after(delay, "attempt", delivery["id"], label=f"late {delivery['id']}",
+                                 owner=("delivery", delivery["id"]))
             return
         await self._attempt(delivery["id"])
         if scenario == "callback_duplicate":
@@ -227,7 +228,8 @@ class Deliveries:
             delay = retries[len(attempts) - 1]
             self.store.update("delivery", delivery_id, {"attempts": attempts, "error": attempt["error"],
                                                         "next_attempt_at": self.clock.now() + delay})
-            self.scheduler.after(delay, "attempt", delivery_id, label=f"retry {delivery_id}")
+            self.scheduler.after(delay, "attempt", delivery_id, label=f"retry {delivery_id}",
+                                 owner=("delivery", delivery_id))
             log.warning("callback %s attempt %d to %s failed: %s; next retry at t=%.3f (in %g s)", delivery_id,
                         len(attempts), delivery["url"], attempt["error"], self.clock.now() + delay, delay)
         else:

@@ -136,10 +136,14 @@ class Scheduler:
         """Jobs still owed: queued, or claimed and not finished (running, or left by a worker that died)."""
         return self.store.job_count() + self.store.claimed_count()
 
-    def at(self, due: float, kind: str, *args: Any, label: str = "") -> None:
+    def at(self, due: float, kind: str, *args: Any, label: str = "", owner: tuple[str, str] | None = None) -> None:
+        """Run the job of `kind` with `args` at `due`. `owner` (kind, id) is the record the job reports on: once the
+        store has dropped that record (retention), the job is dropped too, so a queue never outgrows the records."""
         if kind not in self._handlers:
             raise ValueError(f"job kind {kind!r} has no handler; registered: {', '.join(sorted(self._handlers))}.")
-        job = {"kind": kind, "args": list(args), "label": label}
+        job: dict[str, Any] = {"kind": kind, "args": list(args), "label": label}
+        if owner is not None:
+            job["owner"] = list(owner)
         if self._held is not None:
             self._held.append((due, job))
             return
@@ -162,8 +166,8 @@ class Scheduler:
         """Queue jobs again as they come (see `hold`)."""
         self._held = None
 
-    def after(self, delay: float, kind: str, *args: Any, label: str = "") -> None:
-        self.at(self.clock.now() + delay, kind, *args, label=label)
+    def after(self, delay: float, kind: str, *args: Any, label: str = "", owner: tuple[str, str] | None = None) -> None:
+        self.at(self.clock.now() + delay, kind, *args, label=label, owner=owner)
 
     def pending(self) -> list[tuple[float, str]]:
         return self.store.pending_jobs()

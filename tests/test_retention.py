@@ -92,3 +92,16 @@ def test_on_redis_the_index_is_capped_and_records_carry_a_ttl(client: httpx.Clie
         assert r.zrange("stemmock:idx:clip", 0, -1) == clips[2:]
         assert [r.exists(f"stemmock:res:clip:{clip}") for clip in clips] == [0, 0, 1, 1, 1]
         assert 0 < r.ttl(f"stemmock:res:clip:{clips[-1]}") <= 14 * DAY
+
+
+def test_jobs_of_dropped_tasks_go_with_them_so_the_queue_stays_bounded(client: httpx.Client) -> None:
+    """With a manual clock that never moves, 60 generations (3 stage jobs each) with max_tasks 3 leave a queue of
+    a few jobs per task kept, not 180: a job whose task retention dropped is dropped when later calls queue theirs.
+    The tasks still kept deliver all their stages when the clock moves."""
+    tasks = [generate(client) for _ in range(60)]
+    pending = client.get("/__mock/clock").json()["pending"]
+    assert 9 <= pending <= 40, pending  # the 3 kept tasks' 9 jobs, plus dropped tasks' jobs not looked at yet
+    assert record_info(client, tasks[0])["data"] is None
+    ran = client.post("/__mock/clock/advance", json={"seconds": 600}).json()["ran"]
+    assert ran >= 9  # the kept tasks' stages (and their callback attempts) ran
+    assert all(record_info(client, task)["data"]["status"] == "SUCCESS" for task in tasks[-3:])

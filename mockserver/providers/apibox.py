@@ -288,13 +288,14 @@ def schedule_generation(scheduler: Scheduler, task: dict[str, Any]) -> None:
         return
     for stage in ("text", "first", "complete"):
         scheduler.at(task["stages"][stage], "generation_stage", task["id"], stage,
-                     label=f"apibox generate {task['id']} {stage}")
+                     label=f"apibox generate {task['id']} {stage}", owner=("apibox_task", task["id"]))
 
 
 def schedule_separation(scheduler: Scheduler, task: dict[str, Any]) -> None:
     """The job that reports a separation with a callback URL, at its `done_at`."""
     if task.get("callback_url"):
-        scheduler.at(task["done_at"], "separation_done", task["id"], label=f"apibox vocal-removal {task['id']}")
+        scheduler.at(task["done_at"], "separation_done", task["id"], label=f"apibox vocal-removal {task['id']}",
+                     owner=("apibox_task", task["id"]))
 
 
 @job("generation_stage")

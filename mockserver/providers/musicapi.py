@@ -123,7 +123,7 @@ def upload(ctx: Context) -> Reply:
                    "ready_at": ready_at, "clip_id": clip["id"], "callback_url": callback_url,
                    "scenario": ctx.scenario, "failed": failed}
     ctx.store.put("upload", task_id, upload_task)
-    ctx.scheduler.at(ready_at, "upload_done", task_id, label=f"musicapi upload {task_id}")
+    ctx.scheduler.at(ready_at, "upload_done", task_id, label=f"musicapi upload {task_id}", owner=("upload", task_id))
     return Reply({"code": 200, "message": "success", "task_id": task_id})
 
 
@@ -140,7 +140,8 @@ def _new_task(ctx: Context, kind: str, duration: float, clips: list[dict[str, An
             ctx.store.update("clip", clip["id"], {"failed": True, "error_message": "Generation failed."})
     ctx.store.put("task", task["id"], task)
     if task["webhook_url"]:
-        ctx.scheduler.at(task["ready_at"], "musicapi_done", task["id"], label=f"musicapi task {task['id']}")
+        ctx.scheduler.at(task["ready_at"], "musicapi_done", task["id"], label=f"musicapi task {task['id']}",
+                         owner=("task", task["id"]))
     return task
 
 

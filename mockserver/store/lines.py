@@ -57,7 +57,13 @@ class Packer:
             if len(self._heads) < self.MAX_HEADS:
                 self._heads[(script.sha, *keys)] = found
         head, count = found
-        return b"".join([b"*%d\r\n" % (count + len(args)), head, *map(bulk, args)])
+        parts = [b"*%d\r\n" % (count + len(args)), head]
+        for arg in args:
+            raw = arg if type(arg) is bytes else str(arg).encode("utf-8", "surrogatepass")
+            parts.append(b"$%d\r\n" % len(raw))
+            parts.append(raw)
+            parts.append(b"\r\n")
+        return b"".join(parts)
 
 
 class Line:

@@ -30,6 +30,7 @@ class MemoryStore(Store):
         self._jobs: dict[str, bytes] = {}
         self._due: list[tuple[float, int, str]] = []
         self._job_seq = itertools.count()
+        self._dropped = 0  # heap entries of jobs dropped with their owner (removed from the heap now and then)
         self._resources: dict[str, dict[str, bytes]] = {}
         self._ledger: dict[tuple[str, str], Record] = {}
         self._journal: deque[Record | Callable[[], Record]] = deque(maxlen=self._journal_size)
@@ -146,18 +147,41 @@ class MemoryStore(Store):
             value = max(value, self._clock_values.get(name, value))
         self._clock_values[name] = value
 
+    SWEEP = 4  # queued jobs looked at for each owned job queued (see `_sweep`)
+
     def schedule(self, due: float, job: Record) -> str:
         seq = next(self._job_seq)
         job_id = f"job_{seq}"
         self._jobs[job_id] = dumps(job)
         heapq.heappush(self._due, (due, seq, job_id))
+        if "owner" in job:
+            self._sweep(self.SWEEP)
         return job_id
+
+    def _sweep(self, count: int) -> None:
+        """Look at the `count` jobs longest in the queue: one whose owner record is gone (retention dropped it)
+        is dropped too, the others go to the back. Looking at more jobs than are queued keeps the queue within a
+        few jobs per record kept, whatever the load (a manual clock that never moves included)."""
+        for _ in range(min(count, len(self._jobs))):
+            job_id, raw = next(iter(self._jobs.items()))
+            del self._jobs[job_id]
+            owner = _owner(raw)
+            if owner is None or owner[1] in self._resources.get(owner[0], ()):
+                self._jobs[job_id] = raw
+            else:
+                self._dropped += 1
+        if self._dropped > max(1000, len(self._jobs)):
+            self._due = [entry for entry in self._due if entry[2] in self._jobs]
+            heapq.heapify(self._due)
+            self._dropped = 0
 
     def claim_due(self, now: float, limit: int) -> list[Job]:
         claimed: list[Job] = []
         while self._due and self._due[0][0] <= now and len(claimed) < limit:
             due, _seq, job_id = heapq.heappop(self._due)
-            claimed.append((job_id, due, loads(self._jobs[job_id])))
+            raw = self._jobs.get(job_id)
+            if raw is not None:  # else dropped with its owner
+                claimed.append((job_id, due, loads(raw)))
         return claimed
 
     def finish(self, job_id: str) -> None:
@@ -167,10 +191,11 @@ class MemoryStore(Store):
         return self._due[0][0] if self._due else None
 
     def pending_jobs(self) -> list[tuple[float, str]]:
-        return sorted((due, loads(self._jobs[job_id]).get("label", "")) for due, _seq, job_id in self._due)
+        return sorted((due, loads(self._jobs[job_id]).get("label", "")) for due, _seq, job_id in self._due
+                      if job_id in self._jobs)
 
     def job_count(self) -> int:
-        return len(self._due)
+        return sum(1 for _due, _seq, job_id in self._due if job_id in self._jobs)
 
     def add_fault(self, fault: Record) -> Record:
         stored = {**fault, "id": f"fault_{self.next_id('fault')}", "used": 0}
@@ -235,3 +260,11 @@ def _built(seq: int, entry: Record | Callable[[], Record]) -> Record:
     except Exception as exc:  # the entries are made safe when written; this keeps a bug in one from hiding all
         return {"seq": seq, "operation": _operation_of(entry), "error": f"the record cannot be read: "
                 f"{type(exc).__name__}"}
+
+
+def _owner(raw: bytes) -> tuple[str, str] | None:
+    """The (kind, id) of the record a stored job reports on, if it names one."""
+    if b'"owner"' not in raw:
+        return None
+    owner = loads(raw).get("owner")
+    return (str(owner[0]), str(owner[1])) if isinstance(owner, list) and len(owner) == 2 else None

@@ -79,6 +79,27 @@ local function charge(key, c, e, cost)
   return true, c, e
 end
 
+-- Look at some queued jobs (from a cursor kept in counters, moving on each time): one whose owner record is gone
+-- (retention dropped it) is dropped too, so the queue never outgrows the records, whatever the load.
+local function sweep(jobs_key, jobs_due, due, counters, count)
+  local prefix = string.sub(jobs_key, 1, #jobs_key - #'jobs')
+  local found = redis.call('HSCAN', jobs_key, redis.call('HGET', counters, 'sweep') or '0', 'COUNT', count)
+  redis.call('HSET', counters, 'sweep', found[1])
+  local entries = found[2]
+  for i = 1, math.min(#entries, 4 * count), 2 do
+    local body = entries[i + 1]
+    if string.find(body, '"owner"', 1, true) then
+      local ok, job = pcall(cjson.decode, body)
+      if ok and type(job) == 'table' and type(job.owner) == 'table' and
+          redis.call('EXISTS', prefix .. 'res:' .. tostring(job.owner[1]) .. ':' .. tostring(job.owner[2])) == 0 then
+        redis.call('HDEL', jobs_key, entries[i])
+        redis.call('HDEL', jobs_due, entries[i])
+        redis.call('ZREM', due, entries[i])
+      end
+    end
+  end
+end
+
 -- Store what a call made, from ARGV[i]: its records (count, then per record: key, index key, id, field count,
 -- fields and values), its jobs (count, then per job: due, body), then journal its exchange ('' for none; then the
 -- journal's length).
@@ -98,6 +119,7 @@ local function store_effects(i, cap, ttl, counters, jobs_key, jobs_due, due, jou
     redis.call('ZADD', due, ARGV[i], id)
     i = i + 2
   end
+  if jobs > 0 then sweep(jobs_key, jobs_due, due, counters, 4 * jobs) end
   if ARGV[i] ~= '' then
     local seq = redis.call('HINCRBY', counters, 'journal', 1)
     redis.call('XADD', journal, 'MAXLEN', ARGV[i + 1], '*', 'seq', seq, 'e', ARGV[i])
