@@ -448,6 +448,7 @@ class RedisStore(Store):
         self._line = Line(self._r, packer)  # steps made outside the event loop, or while it waits for nothing else
         self._pipe = Pipe(url, self._r, self._line, packer)  # the event loop's: overlapping calls' steps go together
         self._openings: dict[str, list[str]] = {}
+        self._call_keys: dict[tuple[str, str], list[str]] = {}
         # One round trip per provider call: the call is decided on this worker's copy of the control plane, its
         # balances and the resources it has read (each with its version), and the step that applies it checks
         # that all it relied on still holds (`_CALL`); when not, it answers the fresh state and the call is decided
@@ -673,9 +674,10 @@ class RedisStore(Store):
                                 [(key, self._records[key][0]) for key in keys], basis=control))
         credits, extra = self._balances[(provider, api_key)]
         records = {read: _copy(self._records[key][1]) for read, key in zip(reads or (), keys)}
-        return CallState(json.loads(control.script[0]) if control.script else None, dict(control.maintenance),
-                         [dict(fault) for fault in control.faults], {"credits": credits, "extra_credits": extra},
-                         control.clock, records, control.generation)
+        return CallState(json.loads(control.script[0]) if control.script else None,
+                         dict(control.maintenance) if control.maintenance else {},
+                         [dict(fault) for fault in control.faults] if control.faults else [],
+                         {"credits": credits, "extra_credits": extra}, control.clock, records, control.generation)
 
     def quiet_call(self, provider: str, api_key: str | None) -> float | None:
         if self._ticket() is not None:
@@ -759,7 +761,12 @@ class RedisStore(Store):
         for due, job in jobs:
             args += [repr(float(due)), _dumps(job)]
         args += [_journaled(journal), self._journal_size]
-        return [*self._state_keys(ticket.provider, ticket.api_key), *self._CALL_KEYS], args
+        keys = self._call_keys.get((ticket.provider, ticket.api_key))
+        if keys is None:
+            keys = [*self._state_keys(ticket.provider, ticket.api_key), *self._CALL_KEYS]
+            if len(self._call_keys) < 10_000:  # per account; bounded, so a stream of new keys cannot grow it
+                self._call_keys[(ticket.provider, ticket.api_key)] = keys
+        return keys, args
 
     def _applied(self, ticket: _Ticket, found: list[Any]) -> Record:
         """Take the step's answer into this worker's copy: the new balance, or (`StateMoved`) the fresh state."""
