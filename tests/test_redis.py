@@ -618,3 +618,32 @@ def test_a_reset_by_one_worker_never_lets_another_repeat_an_id(redis_url: str) -
     finally:
         a.close()
         b.close()
+
+
+def test_calls_go_on_after_the_store_drops_every_connection(redis_url: str) -> None:
+    """redis-server closing every client connection (a restart, a failover, `CLIENT KILL`) costs no call: the worker
+    finds its connections closed before it writes a step, connects again and makes it. Each call is charged once."""
+    from contracts.live import LiveServer
+    from mockserver import MockConfig, create_app
+
+    app = create_app(MockConfig(store=redis_url, clock="manual"))
+    admin = redis.Redis.from_url(redis_url)
+    with LiveServer(app) as server, httpx.Client(base_url=server.url, headers=AUTH, timeout=30) as c:
+        c.post("/__mock/reset")
+        clip = c.post("/api/v1/sonic/upload", json={"url": "https://example.com/a.mp3"}).json()["clip_id"]
+        c.post("/__mock/clock/advance", json={"seconds": 60})
+        before = c.get("/api/v1/get-credits").json()["credits"]
+        statuses = []
+        for _ in range(3):
+            statuses.append(c.post("/api/v1/sonic/vox", json={"clip_id": clip, "vocal_start_s": 0,
+                                                               "vocal_end_s": 5}).status_code)
+            killed = admin.client_kill_filter(_type="normal", skipme=True)
+            assert killed >= 1
+        assert c.delete("/__mock/faults").status_code == 200  # the worker's copy is dropped: the next call reads
+        admin.client_kill_filter(_type="normal", skipme=True)  # the state on the blocking connection, now closed
+        statuses.append(c.post("/api/v1/sonic/upload", json={"url": "https://example.com/b.mp3"}).status_code)
+        after = c.get("/api/v1/get-credits").json()["credits"]
+    admin.close()
+    app.state.mock.store.close()
+    assert statuses == [200, 200, 200, 200]
+    assert before - after == 3 * 1 + 2  # three VOX calls and one upload, each charged once

@@ -81,8 +81,10 @@ class Line:
             for attempt in range(3):
                 if self._conn is None:
                     self._conn = self._client.connection_pool.make_connection()
+                else:
+                    self._drop_if_closed()
                 try:
-                    self._conn.send_packed_command([packed])  # checks the connection first when idle for 30 s
+                    self._conn.send_packed_command([packed])  # (re)connects when closed
                 except _LOST:
                     self._conn.disconnect()  # not sent: safe to send again on a new connection
                     if attempt == 2:
@@ -95,6 +97,15 @@ class Line:
                         raise
                     self._client.script_load(script.script)
         raise AssertionError("unreachable")
+
+    def _drop_if_closed(self) -> None:
+        """Nothing is owed to this connection between steps: if it can be read, the server closed it (a restart,
+        `CLIENT KILL`), and it is closed here too, so that the step goes out on a new one instead of being lost."""
+        try:
+            if self._conn.can_read(timeout=0):
+                self._conn.disconnect()
+        except _LOST:
+            self._conn.disconnect()
 
     def close(self) -> None:
         with self._lock:
