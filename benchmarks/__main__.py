@@ -126,6 +126,7 @@ def measure(server: Server, case: Case, conns: int, plan: Plan, count: bool) -> 
 
 
 def load_rows(report: Report, plan: Plan, config: Path, log_dir: Path) -> list[Case]:
+    config = cases.write_config(log_dir, cases.LOAD_CONFIG, "stemmock-load.yaml")  # see LOAD_CONFIG
     mock, rows = started_mock(config, log_dir, "stemmock-load")
     problems: list[str] = []
     try:
@@ -160,8 +161,9 @@ def load_rows(report: Report, plan: Plan, config: Path, log_dir: Path) -> list[C
             f"Memory growth from vocal-removal: its rows (warm-ups included) made {tasks:,.0f} calls, which stored "
             f"{tasks:,.0f} tasks and left {pending:,} callbacks scheduled (the manual clock never reached them); "
             f"RSS went {mib(int(rss_before)):.1f} → {mib(rss_after):.1f} MiB, ≈{per_task:,.0f} bytes per call. "
-            "Tasks are kept (as encoded JSON, which the garbage collector never walks), so vocal-removal calls "
-            "grow memory by that much per call; the journal itself is bounded. "
+            "Tasks are kept as encoded JSON, which the garbage collector never walks; this server keeps up to "
+            "10,000,000 (so that every answer is a separation), while the default retention.max_tasks (100,000) "
+            "bounds memory as the soak shows; the journal itself is bounded. "
             f"RSS of the load server when idle: {mib(idle):.1f} MiB.")
         for problem in problems:
             report.notes.append(f"CHECK FAILED: {problem}")

@@ -29,9 +29,15 @@ class Case:
     cost: tuple[str, float] | None = None  # (provider, credits) charged per success, to confirm the count
 
 
-def write_config(directory: Path) -> Path:
-    path = directory / "stemmock-bench.yaml"
-    path.write_text(CONFIG)
+# The load rows send more vocal separations of one generation's track than `retention.max_tasks` (100,000) keeps:
+# past it the generation itself would be dropped and every further call answered "task not found" (cheap, and
+# charged nothing). Their server keeps more, so each answer is a separation; the soaks keep the default.
+LOAD_CONFIG = CONFIG + "retention: {max_tasks: 10000000}\n"
+
+
+def write_config(directory: Path, text: str = CONFIG, name: str = "stemmock-bench.yaml") -> Path:
+    path = directory / name
+    path.write_text(text)
     return path
 
 

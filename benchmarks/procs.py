@@ -222,14 +222,15 @@ def own_cpu_seconds() -> float:
 
 class CpuWatch:
     """`with CpuWatch(server_pid) as w: ...` then `w.foreign_cores`: the average number of cores busy with
-    anything but this harness, its children and `pids` during the block: other load on the machine."""
+    anything but this harness, its children and `pids` (with the processes below them) during the block: other
+    load on the machine."""
 
     def __init__(self, *pids: int) -> None:
         self.pids = pids
         self.foreign_cores = 0.0
 
     def _own(self) -> float:
-        return own_cpu_seconds() + sum(process_cpu_seconds(p) for p in self.pids)
+        return own_cpu_seconds() + sum(tree_cpu_seconds(p) for p in self.pids)  # a server's workers are its own
 
     def __enter__(self) -> Self:
         self._t, self._busy, self._mine = time.perf_counter(), machine_busy_seconds(), self._own()

@@ -647,3 +647,37 @@ def test_calls_go_on_after_the_store_drops_every_connection(redis_url: str) -> N
     app.state.mock.store.close()
     assert statuses == [200, 200, 200, 200]
     assert before - after == 3 * 1 + 2  # three VOX calls and one upload, each charged once
+
+
+def test_calls_that_overlap_in_a_worker_share_one_write(redis_url: str) -> None:
+    """Sixteen VOX calls in flight at once in one worker reach their steps in the same turn of the event loop: the
+    steps go out together (far fewer writes than steps), and each is still its own atomic step: sixteen answers,
+    sixteen credits, sixteen journal entries, sixteen distinct ids."""
+    from mockserver import MockConfig, create_app
+
+    async def work() -> tuple[list[int], set[str], float, int, tuple[int, int]]:
+        app = create_app(MockConfig(store=redis_url, clock="manual"))
+        pipe = app.state.mock.store._pipe
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://mock",
+                                     headers=AUTH) as c:
+            await c.post("/__mock/reset")
+            clip = (await c.post("/api/v1/sonic/upload", json={"url": "https://example.com/a.mp3"})).json()["clip_id"]
+            await c.post("/__mock/clock/advance", json={"seconds": 60})
+            body = {"clip_id": clip, "vocal_start_s": 0, "vocal_end_s": 5}
+            await c.post("/api/v1/sonic/vox", json=body)  # the worker's copy of the state is read
+            before = (await c.get("/api/v1/get-credits")).json()["credits"]
+            seq = (await c.get("/__mock/journal")).json()["exchanges"][-1]["seq"]
+            writes, steps = pipe.writes
+            answers = await asyncio.gather(*(c.post("/api/v1/sonic/vox", json=body) for _ in range(16)))
+            shared = (pipe.writes[0] - writes, pipe.writes[1] - steps)
+            after = (await c.get("/api/v1/get-credits")).json()["credits"]
+            journal = (await c.get("/__mock/journal")).json()["exchanges"]
+        await app.state.mock.store.aclose()
+        vox = [e for e in journal if e["seq"] > seq and e["operation"] == "getVox"]
+        return [a.status_code for a in answers], {a.json()["data"]["vox_audio_id"] for a in answers}, \
+            before - after, len(vox), shared
+
+    statuses, ids, spent, journaled, (writes, steps) = asyncio.run(work())
+    assert statuses == [200] * 16 and len(ids) == 16
+    assert (spent, journaled) == (16, 16)
+    assert steps == 16 and writes <= 4, (writes, steps)

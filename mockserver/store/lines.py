@@ -256,6 +256,9 @@ class _Protocol(asyncio.Protocol):
         for _script, _packed, future, _tries in waiting:
             if not future.done() and not future.get_loop().is_closed():
                 future.set_exception(exc or redis.ConnectionError("the connection to the store was closed"))
-        if self._transport is not None:
-            self._transport.abort()
-            self._transport = None
+        transport, self._transport = self._transport, None
+        if transport is not None:
+            try:
+                transport.abort()
+            except RuntimeError:  # its event loop has ended (a test's asyncio.run): the socket went with it
+                pass

@@ -63,10 +63,12 @@ end
 
 -- An account's balance, opened with the given credits when it does not exist yet.
 local function balance(key, credits, extra)
-  if redis.call('EXISTS', key) == 0 then
+  local found = redis.call('HMGET', key, 'credits', 'extra_credits')
+  if not found[1] then
     redis.call('HSET', key, 'credits', credits, 'extra_credits', extra)
+    return tonumber(credits), tonumber(extra)
   end
-  return tonumber(redis.call('HGET', key, 'credits')), tonumber(redis.call('HGET', key, 'extra_credits'))
+  return tonumber(found[1]), tonumber(found[2])
 end
 
 -- Take cost from the account, extra credits first: true and the new balance, or false (short: nothing is taken).
