@@ -304,6 +304,11 @@ def create_app(config: MockConfig | None = None, *, specs: list[Spec] | None = N
         if app.freeze_heap:  # type: ignore[attr-defined]
             gc.collect()
             gc.freeze()
+            # Calls waiting for their step on a shared store hold their objects meanwhile: at the default threshold
+            # (700 net allocations) 32 calls in flight set off a young collection every few calls, each walking
+            # what those calls hold. Collected ten times less often, they cost ~5% less CPU per call.
+            young, middle, old = gc.get_threshold()
+            gc.set_threshold(max(young, 10_000), middle, old)
             mock.deliveries.after_first_sender = gc.freeze  # and the HTTP client's modules, once imported
         yield
         pending = await mock.scheduler.stop(mock.config.callbacks.grace)
