@@ -15,8 +15,8 @@ import redis
 
 from . import cases, load
 from .cases import AUTH, READY_PATH, Case
-from .procs import SERVER_CORE, BenchError, CpuWatch, Server, ensure_tool, free_port, stemmock_command, \
-    tree_cpu_seconds
+from .procs import SERVER_CORE, BenchError, CpuWatch, Server, descendants, ensure_tool, free_port, \
+    process_cpu_seconds, stemmock_command, tree_cpu_seconds
 from .report import Report
 
 CONNECTIONS = (16, 64)
@@ -58,6 +58,7 @@ class Measured:
     worker_us: float  # CPU per answered call of the mock's processes (all workers), µs
     redis_us: float  # CPU per answered call of redis-server, µs (0 without one)
     foreign_cores: float  # other load on the machine meanwhile
+    split: list[float] = dataclasses.field(default_factory=list)  # CPU seconds of each process of the server
 
 
 def vox_runs(server: Server, case: Case, seconds: float, warmup: float,
@@ -68,13 +69,16 @@ def vox_runs(server: Server, case: Case, seconds: float, warmup: float,
     for conns in CONNECTIONS:
         before = cases.balance(server.url, "musicapi")
         pids = [server.proc.pid, *([redis_pid] if redis_pid else [])]
+        procs = descendants(server.proc.pid)
+        each = [process_cpu_seconds(p) for p in procs]
         cpu, rcpu = tree_cpu_seconds(server.proc.pid), tree_cpu_seconds(redis_pid) if redis_pid else 0.0
         with CpuWatch(*pids) as watch:
             run = load.wrk(server.url + case.path, case.body, conns, seconds)
         cpu, rcpu = tree_cpu_seconds(server.proc.pid) - cpu, (tree_cpu_seconds(redis_pid) - rcpu if redis_pid else 0.0)
+        split = sorted((process_cpu_seconds(p) - t for p, t in zip(procs, each)), reverse=True)
         calls = max(run.requests, 1)
         runs[conns] = Measured(run, before - cases.balance(server.url, "musicapi"), cpu / calls * 1e6,
-                               rcpu / calls * 1e6, watch.foreign_cores)
+                               rcpu / calls * 1e6, watch.foreign_cores, split)
     return runs
 
 
@@ -121,12 +125,14 @@ def shared_rows(report: Report, seconds: float, warmup: float, config: Path, log
                                    conns)
         seen.append(f"c{conns}: " + ", ".join(
             f"{r.run.rps / m.run.rps:.2f}x throughput, {_cpu_ratio(r, m):.2f}x CPU ({r.worker_us:.0f} + "
-            f"{r.redis_us:.0f} vs {m.worker_us:.0f} µs), p99 {r.run.p99_ms:.2f} ms"
+            f"{r.redis_us:.0f} vs {m.worker_us:.0f} µs), p99 {r.run.p99_ms:.2f} ms, worker CPU "
+            + "/".join(f"{x:.1f}" for x in r.split[:WORKERS]) + " s"
             for m, r in ((mem_round[conns], red_round[conns]) for mem_round, red_round in rounds)))
         loads.append(f"c{conns}: " + ", ".join(f"{m[conns].foreign_cores:.2f}/{r[conns].foreign_cores:.2f}"
                                                for m, r in rounds))
-    report.notes.append("Shared-store rounds (Redis against memory, in order; each row shows the median): "
-                        + "; ".join(seen) + ".")
+    report.notes.append("Shared-store rounds (Redis against memory, in order; each row shows the median; worker CPU: "
+                        "seconds each worker process spent, busiest first: the workers share one listening socket, "
+                        "and the first to wake may accept every connection): " + "; ".join(seen) + ".")
     report.notes.append("Other load on the machine during the shared-store runs (cores, memory/Redis run, per round): "
                         + "; ".join(loads) + ".")
     report.notes.append(
