@@ -681,3 +681,24 @@ def test_calls_that_overlap_in_a_worker_share_one_write(redis_url: str) -> None:
     assert statuses == [200] * 16 and len(ids) == 16
     assert (spent, journaled) == (16, 16)
     assert steps == 16 and writes <= 4, (writes, steps)
+
+
+def test_a_record_a_worker_keeps_reads_back_exactly(redis_url: str) -> None:
+    """The copy of a record a worker keeps for the calls that name it reads back as stored: an integer beyond 64
+    bits stays an integer, a lone surrogate stays itself, and each call gets its own copy."""
+    from mockserver.store.redis import RedisStore
+
+    store = RedisStore(redis_url)
+    store.reset()
+    records = {"c1": {"n": 10**25, "list": [1, 2]}, "c2": {"text": "caf\u00e9 \ud800"}}
+    for rid, record in records.items():
+        store.put("clip", rid, record)
+    for rid, record in records.items():
+        first = store.call_state("musicapi", "key", [("clip", rid)]).records[("clip", rid)]
+        store.end_call()
+        assert first == record and all(type(first[k]) is type(v) for k, v in record.items())
+        first["gone"] = True
+        again = store.call_state("musicapi", "key", [("clip", rid)]).records[("clip", rid)]
+        store.end_call()
+        assert again == record
+    store.close()

@@ -35,6 +35,7 @@ from typing import Any, cast
 import orjson
 import redis
 
+from . import codec
 from .base import CallState, Job, Record, StaleIds, Store
 from .lines import Line, Packer, Pipe
 
@@ -399,11 +400,6 @@ def _journaled(exchange: Record | Callable[[], Record] | None) -> bytes | str:
     return _dumps(exchange() if callable(exchange) else exchange)
 
 
-def _copy(stored: bytes | None) -> Record | None:
-    """A fresh copy of a record a worker keeps as JSON (`_dumps`)."""
-    return None if stored is None else json.loads(stored) if b"\\ud" in stored else orjson.loads(stored)
-
-
 def _pairs(flat: list[str]) -> dict[str, str]:
     """HGETALL's answer inside a script (a flat [field, value, ...] list) as a dict."""
     return dict(zip(flat[::2], flat[1::2]))
@@ -675,7 +671,8 @@ class RedisStore(Store):
         self._calls.set(_Ticket(provider, api_key, control.version, bool(control.script),
                                 [(key, self._records[key][0]) for key in keys], basis=control))
         credits, extra = self._balances[(provider, api_key)]
-        records = {read: _copy(self._records[key][1]) for read, key in zip(reads or (), keys)}
+        records = {read: None if (kept := self._records[key][1]) is None else codec.loads(kept)
+                   for read, key in zip(reads or (), keys)}
         return CallState(json.loads(control.script[0]) if control.script else None,
                          dict(control.maintenance) if control.maintenance else {},
                          [dict(fault) for fault in control.faults] if control.faults else [],
@@ -723,7 +720,7 @@ class RedisStore(Store):
         for key, fields in zip(keys, records):
             pairs = _pairs(fields)
             decoded = self._decode(pairs)
-            self._records[key] = (pairs.get("_v", "0"), None if decoded is None else _dumps(decoded))
+            self._records[key] = (pairs.get("_v", "0"), None if decoded is None else codec.exact_size(_dumps(decoded)))
             self._records.move_to_end(key)
         while len(self._records) > self.RECORDS_KEPT:
             self._records.popitem(last=False)
