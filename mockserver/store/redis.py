@@ -82,14 +82,14 @@ local function charge(key, c, e, cost)
   return true, c, e
 end
 
--- Look at some queued jobs (from a cursor kept in counters, moving on each time): one whose owner record is gone
+-- Look at `count` queued jobs (from a cursor kept in counters, moving on each time): one whose owner record is gone
 -- (retention dropped it) is dropped too, so the queue never outgrows the records, whatever the load.
 local function sweep(jobs_key, jobs_due, due, counters, count)
   local prefix = string.sub(jobs_key, 1, #jobs_key - #'jobs')
   local found = redis.call('HSCAN', jobs_key, redis.call('HGET', counters, 'sweep') or '0', 'COUNT', count)
   redis.call('HSET', counters, 'sweep', found[1])
   local entries = found[2]
-  for i = 1, math.min(#entries, 4 * count), 2 do
+  for i = 1, math.min(#entries, 2 * count), 2 do  -- [id, body] pairs: at most `count` jobs
     local body = entries[i + 1]
     if string.find(body, '"owner"', 1, true) then
       local ok, job = pcall(cjson.decode, body)
