@@ -182,14 +182,10 @@ def soak(server: Server, case: Case, plan: Plan, rate: float, charged: bool = Tr
     url = server.url + case.path
     counted = charged and case.cost is not None
     before = cases.balance(server.url, case.cost[0]) if counted and case.cost else 0.0
-    series, sent, spent = [(0, server.rss_kib())], 0, 0.0
+    idle = server.rss_kib()
     steps = [plan.soak_base, *(plan.soak_base + (plan.soak_requests - plan.soak_base) * i // 4 for i in (1, 2, 3, 4))]
-    for target in steps:
-        if spent >= plan.soak_time_cap:
-            break
-        more, took, rate = load.send_count(url, case.body, target - sent, 16, rate, plan.soak_time_cap - spent)
-        sent, spent = sent + more, spent + took
-        series.append((sent, server.rss_kib()))
+    series, sent, spent = load.send_in_steps(url, case.body, steps, rate, plan.soak_time_cap, server.rss_kib)
+    series.insert(0, (0, idle))
     paid = (before - cases.balance(server.url, case.cost[0])) / case.cost[1] if counted and case.cost else None
     return {"series": series, "sent": sent, "seconds": spent, "charged": paid}
 

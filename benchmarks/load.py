@@ -8,9 +8,12 @@ import subprocess
 import time
 from dataclasses import dataclass
 from pathlib import Path
-from typing import TYPE_CHECKING
+from collections.abc import Callable
+from typing import TYPE_CHECKING, TypeVar
 
 from .procs import LOAD_CORE, BenchError, CpuWatch
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from .cases import Case
@@ -70,6 +73,21 @@ def send_count(url: str, body: str, count: int, conns: int, rate: float, time_ca
         if run.requests < left:  # it ran its whole duration: a true rate
             rate = max(run.requests / max(run.seconds, 1e-3), 100.0)
     return sent, time.perf_counter() - started, rate
+
+
+def send_in_steps(url: str, body: str, steps: list[int], rate: float, time_cap: float,
+                  measure: Callable[[], T]) -> tuple[list[tuple[int, T]], int, float]:
+    """Send requests up to each count in `steps` (16 connections, `send_count`), taking `measure()` after each, until
+    the last count or `time_cap`; ([(calls sent so far, measure)], calls sent, seconds spent)."""
+    series: list[tuple[int, T]] = []
+    sent, spent = 0, 0.0
+    for target in steps:
+        if spent >= time_cap:
+            break
+        more, took, rate = send_count(url, body, target - sent, 16, rate, time_cap - spent)
+        sent, spent = sent + more, spent + took
+        series.append((sent, measure()))
+    return series, sent, spent
 
 
 def check(run: Run, case: Case, where: str, charged: float | None, conns: int) -> list[str]:

@@ -156,15 +156,10 @@ def redis_soak_rows(report: Report, calls: int, time_cap: float, config: Path, l
             case = cases.SOAK
             before = cases.balance(shared.url, "apibox")
             url, client = shared.url + case.path, redis.Redis.from_url(store)
-            steps, series, sent, spent, rate = [10_000, 110_000, calls], [], 0, 0.0, 3000.0
-            for target in steps:
-                if target <= sent or spent >= time_cap:
-                    continue
-                more, took, rate = load.send_count(url, case.body, target - sent, 16, rate, time_cap - spent)
-                sent, spent = sent + more, spent + took
-                info = client.info("memory")
-                jobs = client.zcard("stemmock:due")
-                series.append((sent, info["used_memory"] / 2**20, jobs))
+            measured, sent, _spent = load.send_in_steps(
+                url, case.body, [10_000, 110_000, calls], 3000.0, time_cap,
+                lambda: (client.info("memory")["used_memory"] / 2**20, client.zcard("stemmock:due")))
+            series = [(n, used, jobs) for n, (used, jobs) in measured]
             client.close()
             charged = (before - cases.balance(shared.url, "apibox")) / 10
         finally:
