@@ -162,8 +162,12 @@ STATUS_OUTCOMES = {"CREATE_TASK_FAILED": "create_task_failed", "GENERATE_AUDIO_F
                    "SENSITIVE_WORD_ERROR": "sensitive_word_error", "CALLBACK_EXCEPTION": "callback_exception"}
 
 
-def _as_example(ctx: Context, task: dict[str, Any], field: str, table: dict[str, tuple[Any, ...]]) -> dict[str, Any]:
-    """The task, put in the failed state of the example the call answers (from now on), if the example shows one."""
+def _polled_task(ctx: Context, kind: str, field: str, table: dict[str, tuple[Any, ...]]) -> dict[str, Any] | None:
+    """The task of `kind` a record-info call asks for (None: unknown, expired or of another kind), put in the failed
+    state of the example the call answers (from now on), if the example shows one in `field`."""
+    task = ctx.owned("apibox_task", ctx.req.query.get("taskId"))
+    if task is None or task.get("kind") != kind:
+        return None
     shown = ((ctx.example or {}).get("data") or {}).get(field)
     outcome = STATUS_OUTCOMES.get(str(shown))
     if outcome is None or task.get("outcome"):
@@ -177,10 +181,9 @@ def _as_example(ctx: Context, task: dict[str, Any], field: str, table: dict[str,
 
 @action("apibox.generate_record_info", reads=reads_field("apibox_task", "query", "taskId"))
 def generate_record_info(ctx: Context) -> Reply:
-    task = ctx.owned("apibox_task", ctx.req.query.get("taskId"))
-    if task is None or task.get("kind") != "generate":
+    task = _polled_task(ctx, "generate", "status", FAILURES)
+    if task is None:
         return Reply({**SUCCESS, "data": None})
-    task = _as_example(ctx, task, "status", FAILURES)
     now = ctx.clock.now()
     tracks = [_track_fields(task, index, now) for index in range(len(task["tracks"]))]
     status = generation_status(task, now)
@@ -249,10 +252,9 @@ def vocal_removal(ctx: Context) -> Reply:
 
 @action("apibox.vocal_removal_record_info", reads=reads_field("apibox_task", "query", "taskId"))
 def vocal_removal_record_info(ctx: Context) -> Reply:
-    task = ctx.owned("apibox_task", ctx.req.query.get("taskId"))
-    if task is None or task.get("kind") != "vocal_removal":
+    task = _polled_task(ctx, "vocal_removal", "successFlag", SEPARATION_FAILURES)
+    if task is None:
         return Reply({**SUCCESS, "data": None})
-    task = _as_example(ctx, task, "successFlag", SEPARATION_FAILURES)
     now = ctx.clock.now()
     flag = separation_status(task, now)
     response = None
