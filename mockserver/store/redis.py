@@ -377,7 +377,7 @@ class _Ticket:
     reads: list[tuple[str, str]]  # (key, version: '0' for a resource that did not exist)
     faults: list[str] = field(default_factory=list)
     rate: list[list[str]] = field(default_factory=list)
-    basis: Any = None  # the copy of the control plane the call was decided on
+    basis: _Control | None = None  # the copy of the control plane the call was decided on
 
 
 def _dumps(value: Any) -> bytes:
